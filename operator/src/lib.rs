@@ -7,3 +7,4 @@ pub mod admin;
 pub mod api;
 pub mod crd;
 pub mod telemetry;
+pub mod validation;

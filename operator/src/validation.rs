@@ -1,0 +1,1 @@
+//! Validation of PodScaler specs (owned by the webhook work; placeholder until it lands).
