@@ -1,10 +1,17 @@
 //! PodScaler: keeps exactly `spec.count` active pods matching `spec.selector`.
 //!
-//! The library holds everything the operator binary, the webhook binary and `crd-gen` share:
-//! the API types and their defaulting, the CRD, and the admin (metrics / health) servers.
+//! The library holds everything the operator binary, the webhook binary and `crd-gen` share —
+//! the API types and their defaulting, validation, the CRD, the admin (metrics / health)
+//! servers — and the operator's own parts: pure decisions (`plan`, `expectations`, `status`,
+//! `contention`) with the I/O kept in `reconcile` and `controller`.
 
 pub mod admin;
 pub mod api;
+pub mod contention;
 pub mod crd;
+pub mod expectations;
+pub mod metrics;
+pub mod plan;
+pub mod status;
 pub mod telemetry;
 pub mod validation;
