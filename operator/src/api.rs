@@ -19,6 +19,9 @@ pub const DEFAULT_CONTAINER_NAME: &str = "nginx";
 pub const DEFAULT_IMAGE: &str = "nginx:latest";
 
 /// Desired state of a PodScaler.
+// The repeated `type_` inside the separate `printcolumn(...)` groups trips clippy's
+// duplicated_attributes lint, which does not see the groups; it is a false positive.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "scaling.example.com",
@@ -328,7 +331,8 @@ mod tests {
     #[test]
     fn selector_matching_table() {
         let selector = labels(&[("app", "nginx"), ("tier", "web")]);
-        let cases: [(&str, Option<BTreeMap<String, String>>, bool); 5] = [
+        type Case = (&'static str, Option<BTreeMap<String, String>>, bool);
+        let cases: [Case; 5] = [
             ("exact", Some(selector.clone()), true),
             (
                 "superset",

@@ -7,11 +7,14 @@
 
 pub mod admin;
 pub mod api;
+pub mod cli;
 pub mod contention;
+pub mod controller;
 pub mod crd;
 pub mod expectations;
 pub mod metrics;
 pub mod plan;
+pub mod reconcile;
 pub mod status;
 pub mod telemetry;
 pub mod validation;

@@ -1,1 +1,170 @@
-fn main() {}
+//! `podscaler-operator`: runs the PodScaler controller with its metrics and health servers.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use podscaler::admin::{self, Endpoints, Readiness};
+use podscaler::api::PodScaler;
+use podscaler::cli::OperatorArgs;
+use podscaler::contention::{self, ContentionLog};
+use podscaler::controller::{self, Scope};
+use podscaler::expectations::Expectations;
+use podscaler::metrics::Metrics;
+use podscaler::reconcile::{Context, Settings};
+use podscaler::telemetry;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// Retry interval after a failed reconcile.
+const ERROR_REQUEUE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = OperatorArgs::parse();
+    if let Err(error) = telemetry::init(&args.log) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry, args.max_concurrent_reconciles);
+    let readiness = Readiness::default();
+    let mut servers = Vec::new();
+    if let Some(listener) = admin::bind(args.metrics_bind_address, "--metrics-bind-address").await?
+    {
+        tracing::info!(address = %listener.local_addr()?, "serving metrics");
+        servers.push(admin::spawn(
+            listener,
+            Endpoints::Metrics(Arc::new(registry)),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(listener) = admin::bind(
+        args.health_probe_bind_address,
+        "--health-probe-bind-address",
+    )
+    .await?
+    {
+        tracing::info!(address = %listener.local_addr()?, "serving health probes");
+        servers.push(admin::spawn(
+            listener,
+            Endpoints::Health(readiness.clone()),
+            shutdown.clone(),
+        ));
+    }
+
+    let client = Client::try_default().await.context(
+        "no Kubernetes configuration: set KUBECONFIG, use ~/.kube/config, or run in a cluster",
+    )?;
+    let scope = args.scope();
+    preflight(&client, &scope).await?;
+
+    let settings = Settings {
+        requeue_after: args.requeue_after,
+        error_requeue_after: ERROR_REQUEUE_AFTER.min(args.requeue_after),
+    };
+    let expectations = Expectations::new(args.expectations_timeout);
+    let make_context = |pods| {
+        let contention = ContentionLog::new(contention::DEFAULT_WINDOW);
+        Context::new(
+            client.clone(),
+            pods,
+            metrics,
+            expectations,
+            contention,
+            settings,
+        )
+    };
+    tracing::info!(?scope, requeue_after = ?args.requeue_after, "starting the PodScaler controller");
+    controller::run(
+        client.clone(),
+        scope,
+        args.max_concurrent_reconciles,
+        make_context,
+        readiness,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    for server in servers {
+        let _ = server.await;
+    }
+    Ok(())
+}
+
+/// Fails early, with what to do, when the CRD is missing or RBAC denies what the operator needs.
+async fn preflight(client: &Client, scope: &Scope) -> anyhow::Result<()> {
+    let where_ = match scope {
+        Scope::Cluster => "in all namespaces".to_owned(),
+        Scope::Namespace(namespace) => format!("in namespace {namespace:?}"),
+    };
+    let probe = ListParams::default().limit(1);
+    let scalers: Api<PodScaler> = scope.api(client.clone());
+    match scalers.list_metadata(&probe).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_not_found() => anyhow::bail!(
+            "the PodScaler CRD (podscalers.scaling.example.com) is not installed: \
+             run `cargo run -p crd-gen | kubectl create -f -` or install the Helm chart"
+        ),
+        Err(kube::Error::Api(status)) if status.is_forbidden() => anyhow::bail!(
+            "RBAC: not allowed to list podscalers.scaling.example.com {where_} ({}); \
+             grant get/list/watch on podscalers and patch on podscalers/status",
+            status.message
+        ),
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot reach the Kubernetes API at {}",
+                    client.default_namespace()
+                )
+            });
+        }
+    }
+    let pods: Api<Pod> = scope.api(client.clone());
+    match pods.list_metadata(&probe).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_forbidden() => anyhow::bail!(
+            "RBAC: not allowed to list pods {where_} ({}); grant get/list/watch/create/delete on pods",
+            status.message
+        ),
+        Err(error) => Err(error).context("listing pods"),
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: letting in-flight reconciles finish");
+    shutdown.cancel();
+}

@@ -146,7 +146,7 @@ pub fn contention_news(
     let now = find(current)?;
     let before = previous.and_then(find);
     let changed = before.is_none_or(|b| b.status != now.status || b.reason != now.reason);
-    (now.status == "True" && changed).then(|| (now.reason, now.message))
+    (now.status == "True" && changed).then_some((now.reason, now.message))
 }
 
 fn count(n: usize) -> i32 {
@@ -416,7 +416,17 @@ mod tests {
     #[test]
     fn ready_condition_table() {
         let none = BTreeMap::new();
-        let cases: [(&str, i32, usize, usize, Progress, bool, &str, &str); 6] = [
+        type Case = (
+            &'static str,
+            i32,
+            usize,
+            usize,
+            Progress,
+            bool,
+            &'static str,
+            &'static str,
+        );
+        let cases: [Case; 6] = [
             (
                 "converged",
                 2,
@@ -631,14 +641,15 @@ mod tests {
             },
             2,
         )]);
-        let cases: [(
-            &str,
-            &[PodFacts],
-            &BTreeMap<OwnerName, usize>,
-            &str,
-            &str,
-            &str,
-        ); 3] = [
+        type Case<'a> = (
+            &'a str,
+            &'a [PodFacts],
+            &'a BTreeMap<OwnerName, usize>,
+            &'a str,
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 3] = [
             (
                 "own and bare pods only",
                 &own,

@@ -1,0 +1,542 @@
+//! One reconcile pass for one PodScaler: read the caches, let the pure modules decide, then do
+//! the API calls, record expectations, publish events and write the status. The only I/O of
+//! the controller's decisions lives here.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::{PodScaler, PodScalerStatus, effective_template, selector_matches};
+use crate::contention::ContentionLog;
+use crate::expectations::{CacheView, Check, Expectations, PodRef};
+use crate::metrics::{Metrics, ReconcileResult};
+use crate::plan::{self, Controller, Plan, PodFacts};
+use crate::status::{self, FailedAction, Failure, Observation, Progress};
+
+/// Name the operator reports events and field ownership under.
+pub const MANAGER: &str = "podscaler-operator";
+
+/// Concurrent API calls within one create batch or one round of deletions.
+const MAX_CALLS_IN_FLIGHT: usize = 32;
+
+/// Pod names listed in one event before the rest is summarised.
+const NAMES_PER_EVENT: usize = 10;
+
+/// Why a reconcile failed. Create and delete failures are reported in the status and events
+/// first; returning them as errors also counts them in the reconcile error metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// PodScalers are namespaced; one without a namespace cannot be reconciled.
+    #[error("PodScaler {0} has no namespace")]
+    MissingNamespace(String),
+    /// Writing the status failed.
+    #[error("writing the status of PodScaler {key}: {source}")]
+    WriteStatus {
+        /// `namespace/name`.
+        key: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A pod could not be created or deleted; the status says which and why.
+    #[error("PodScaler {key}: {message}")]
+    Replicas {
+        /// `namespace/name`.
+        key: String,
+        /// The failure, as written to the `ReplicaFailure` condition.
+        message: String,
+    },
+}
+
+/// Knobs of the reconcile loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Requeue interval for a PodScaler after a successful pass.
+    pub requeue_after: Duration,
+    /// Requeue interval after a failed pass.
+    pub error_requeue_after: Duration,
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    client: Client,
+    pods: Store<Pod>,
+    expectations: Mutex<Expectations>,
+    contention: Mutex<ContentionLog>,
+    metrics: Metrics,
+    recorder: Recorder,
+    settings: Settings,
+}
+
+impl Context {
+    /// A context reading pods from `pods` (a reflector store kept up to date elsewhere).
+    pub fn new(
+        client: Client,
+        pods: Store<Pod>,
+        metrics: Metrics,
+        expectations: Expectations,
+        contention: ContentionLog,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            pods,
+            expectations: Mutex::new(expectations),
+            contention: Mutex::new(contention),
+            metrics,
+            settings,
+        }
+    }
+
+    /// Feeds a pod watch event to the expectations. Call it after the pod store applied the
+    /// event, so a settled expectation always means the store shows the change. Events of a
+    /// re-list (`Init*`) are skipped: the store applies them only at `InitDone`, and
+    /// [`Expectations::check`] reads the store itself.
+    pub fn observe_pod_event(&self, event: &watcher::Event<Pod>) {
+        let (pod, view) = match event {
+            watcher::Event::Apply(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                (pod, CacheView::Terminating)
+            }
+            watcher::Event::Apply(pod) => (pod, CacheView::Present),
+            watcher::Event::Delete(pod) => (pod, CacheView::Absent),
+            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => {
+                return;
+            }
+        };
+        if let Some(uid) = pod.metadata.uid.as_deref() {
+            lock(&self.expectations).observe(uid, view);
+        }
+    }
+
+    /// Forgets a PodScaler that no longer exists: its expectations, contention log and
+    /// metric series.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        lock(&self.expectations).forget(&key);
+        lock(&self.contention).forget(&key);
+        self.metrics.remove_scaler(namespace, name);
+    }
+
+    /// The next pass after a failed one.
+    pub fn error_action(&self) -> Action {
+        Action::requeue(self.settings.error_requeue_after)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The controller's reconcile function: times and counts the pass around [`reconcile_scaler`].
+pub async fn reconcile(scaler: Arc<PodScaler>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started();
+    let result = reconcile_scaler(&scaler, &ctx).await;
+    timer.finish(match &result {
+        Ok(action) if *action == Action::await_change() => ReconcileResult::Success,
+        Ok(_) => ReconcileResult::RequeueAfter,
+        Err(_) => ReconcileResult::Error,
+    });
+    result
+}
+
+/// The controller's error policy: log and retry soon.
+pub fn error_policy(scaler: Arc<PodScaler>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(podscaler = %scaler.name_any(), error = %error, "reconcile failed");
+    ctx.error_action()
+}
+
+async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, Error> {
+    let name = scaler.name_any();
+    let namespace = scaler
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let key = format!("{namespace}/{name}");
+    if scaler.meta().deletion_timestamp.is_some() {
+        // Garbage collection removes the pods through their owner references.
+        ctx.forget(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+
+    let scaler_uid = scaler.uid().unwrap_or_default();
+    let pods: Vec<PodFacts> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|pod| {
+            pod.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && selector_matches(&scaler.spec.selector, pod.metadata.labels.as_ref())
+                && plan::is_active(pod)
+        })
+        .map(|pod| PodFacts::from_pod(pod, &scaler_uid))
+        .collect();
+
+    let now = Instant::now();
+    let check =
+        lock(&ctx.expectations).check(&key, now, |pod| cache_view(&ctx.pods, &namespace, pod));
+    let progress = match check {
+        Check::Pending {
+            creations,
+            deletions,
+        } => {
+            tracing::debug!(podscaler = %key, creations, deletions, "waiting for the pod cache");
+            Progress::AwaitingCache {
+                creations,
+                deletions,
+            }
+        }
+        Check::TimedOut {
+            creations,
+            deletions,
+        } => {
+            tracing::warn!(
+                podscaler = %key, creations, deletions,
+                "pod changes were never observed; acting on the cache as it is"
+            );
+            act(scaler, &namespace, &key, &pods, ctx).await
+        }
+        Check::Satisfied => act(scaler, &namespace, &key, &pods, ctx).await,
+    };
+
+    let recent_foreign_deletions = lock(&ctx.contention).recent(&key, Instant::now());
+    let contention_window = lock(&ctx.contention).window();
+    let observation = Observation {
+        generation: scaler.metadata.generation,
+        spec: &scaler.spec,
+        pods: &pods,
+        progress: progress.clone(),
+        recent_foreign_deletions: &recent_foreign_deletions,
+        contention_window,
+    };
+    let previous = scaler.status.as_ref();
+    let status = status::compute(previous, &observation, Timestamp::now());
+    ctx.metrics
+        .set_scaler(&namespace, &name, scaler.spec.count, &status);
+    if let Some((reason, note)) = status::contention_news(previous, &status) {
+        publish(ctx, scaler, EventType::Warning, &reason, "Reconcile", note).await;
+    }
+    if previous != Some(&status) {
+        write_status(ctx, &namespace, &name, &status)
+            .await
+            .map_err(|source| Error::WriteStatus {
+                key: key.clone(),
+                source,
+            })?;
+    }
+
+    match progress {
+        Progress::Acted {
+            failure: Some(failure),
+        } => Err(Error::Replicas {
+            key,
+            message: failure.message,
+        }),
+        _ => Ok(Action::requeue(ctx.settings.requeue_after)),
+    }
+}
+
+fn cache_view(pods: &Store<Pod>, namespace: &str, pod: &PodRef) -> CacheView {
+    match pods.get(&ObjectRef::new(&pod.name).within(namespace)) {
+        Some(cached) if cached.metadata.uid.as_deref() == Some(pod.uid.as_str()) => {
+            if cached.metadata.deletion_timestamp.is_some() {
+                CacheView::Terminating
+            } else {
+                CacheView::Present
+            }
+        }
+        _ => CacheView::Absent,
+    }
+}
+
+async fn act(
+    scaler: &PodScaler,
+    namespace: &str,
+    key: &str,
+    pods: &[PodFacts],
+    ctx: &Context,
+) -> Progress {
+    match plan::plan(scaler.spec.count, pods) {
+        Plan::Nothing => Progress::Idle,
+        Plan::Create(count) => create_pods(scaler, namespace, key, count, ctx).await,
+        Plan::Delete(victims) => delete_pods(scaler, namespace, key, victims, ctx).await,
+    }
+}
+
+/// Creates `count` pods in slow-start batches, stopping after the first batch with a failure.
+async fn create_pods(
+    scaler: &PodScaler,
+    namespace: &str,
+    key: &str,
+    count: usize,
+    ctx: &Context,
+) -> Progress {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let pod = new_pod(scaler, namespace);
+    let params = PostParams::default();
+    let mut created = Vec::new();
+    let mut failure = None;
+    for batch in plan::slow_start_batches(count) {
+        let results: Vec<_> = stream::iter(0..batch)
+            .map(|_| api.create(&params, &pod))
+            .buffer_unordered(MAX_CALLS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut batch_created = Vec::new();
+        for result in results {
+            match result {
+                Ok(pod) => batch_created.push(PodRef {
+                    name: pod.name_any(),
+                    uid: pod.uid().unwrap_or_default(),
+                }),
+                Err(error) => {
+                    failure.get_or_insert_with(|| Failure {
+                        action: FailedAction::Create,
+                        message: api_message(&error),
+                    });
+                }
+            }
+        }
+        lock(&ctx.expectations).expect_creations(
+            key,
+            batch_created.iter().cloned(),
+            Instant::now(),
+        );
+        created.extend(batch_created);
+        if failure.is_some() {
+            break;
+        }
+    }
+    if !created.is_empty() {
+        let names: Vec<&str> = created.iter().map(|pod| pod.name.as_str()).collect();
+        let note = format!("Created {} pod(s): {}", created.len(), list_names(&names));
+        publish(
+            ctx,
+            scaler,
+            EventType::Normal,
+            "SuccessfulCreate",
+            "CreatePods",
+            note,
+        )
+        .await;
+    }
+    if let Some(failure) = &failure {
+        let note = format!("Error creating: {}", failure.message);
+        publish(
+            ctx,
+            scaler,
+            EventType::Warning,
+            "FailedCreate",
+            "CreatePods",
+            note,
+        )
+        .await;
+    }
+    Progress::Acted { failure }
+}
+
+/// Deletes `victims`, preconditioned on their UIDs; a pod already gone counts as deleted.
+async fn delete_pods(
+    scaler: &PodScaler,
+    namespace: &str,
+    key: &str,
+    victims: Vec<PodFacts>,
+    ctx: &Context,
+) -> Progress {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let results: Vec<(PodFacts, Result<(), kube::Error>)> = stream::iter(victims)
+        .map(|victim| {
+            let api = api.clone();
+            async move {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(victim.uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let result = match api.delete(&victim.name, &params).await {
+                    Ok(_) => Ok(()),
+                    // Gone already, or replaced by a namesake (UID precondition failed).
+                    Err(kube::Error::Api(status))
+                        if status.is_not_found() || status.is_conflict() =>
+                    {
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                };
+                (victim, result)
+            }
+        })
+        .buffer_unordered(MAX_CALLS_IN_FLIGHT)
+        .collect()
+        .await;
+
+    let mut deleted = Vec::new();
+    let mut failure = None;
+    for (victim, result) in results {
+        match result {
+            Ok(()) => deleted.push(victim),
+            Err(error) => {
+                failure.get_or_insert_with(|| Failure {
+                    action: FailedAction::Delete,
+                    message: api_message(&error),
+                });
+            }
+        }
+    }
+    let now = Instant::now();
+    lock(&ctx.expectations).expect_deletions(
+        key,
+        deleted.iter().map(|pod| PodRef {
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+        }),
+        now,
+    );
+    let (name, mut foreign) = (scaler.name_any(), 0_u64);
+    {
+        let mut contention = lock(&ctx.contention);
+        for pod in &deleted {
+            if let Controller::Other(owner) = &pod.controller {
+                contention.record(key, owner.clone(), now);
+                foreign += 1;
+            }
+        }
+    }
+    if foreign > 0 {
+        ctx.metrics.foreign_pods_deleted(namespace, &name, foreign);
+    }
+    if !deleted.is_empty() {
+        let names: Vec<&str> = deleted.iter().map(|pod| pod.name.as_str()).collect();
+        let note = format!("Deleted {} pod(s): {}", deleted.len(), list_names(&names));
+        publish(
+            ctx,
+            scaler,
+            EventType::Normal,
+            "SuccessfulDelete",
+            "DeletePods",
+            note,
+        )
+        .await;
+    }
+    if let Some(failure) = &failure {
+        let note = format!("Error deleting: {}", failure.message);
+        publish(
+            ctx,
+            scaler,
+            EventType::Warning,
+            "FailedDelete",
+            "DeletePods",
+            note,
+        )
+        .await;
+    }
+    Progress::Acted { failure }
+}
+
+/// The pod created for `scaler`: its template (defaulted), a `<name>-` generated name and a
+/// controller owner reference so garbage collection removes it with the PodScaler.
+pub fn new_pod(scaler: &PodScaler, namespace: &str) -> Pod {
+    let template = effective_template(&scaler.spec);
+    let template_meta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", scaler.name_any())),
+            namespace: Some(namespace.to_owned()),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            owner_references: scaler.controller_owner_ref(&()).map(|mut owner| {
+                owner.block_owner_deletion = Some(true);
+                vec![owner]
+            }),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: &PodScalerStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<PodScaler> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = Patch::Merge(json!({ "status": status }));
+    api.patch_status(name, &PatchParams::default(), &patch)
+        .await?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    scaler: &PodScaler,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &scaler.object_ref(&())).await {
+        tracing::warn!(podscaler = %scaler.name_any(), reason, error = %error, "publishing an event failed");
+    }
+}
+
+/// The API server's own message for an API error, the error's text otherwise.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list_names(names: &[&str]) -> String {
+    let shown = names
+        .iter()
+        .take(NAMES_PER_EVENT)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(NAMES_PER_EVENT) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_summarised() {
+        assert_eq!(list_names(&["a", "b"]), "a, b");
+        let many: Vec<String> = (0..13).map(|i| format!("p{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            list_names(&many),
+            "p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 and 3 more"
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! Reconcile passes against a mocked API server (tower-test): what is sent, and when not.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use podscaler::api::{PodScaler, PodScalerSpec, PodScalerStatus};
+use podscaler::contention::{self, ContentionLog};
+use podscaler::expectations::{self, Expectations};
+use podscaler::metrics::Metrics;
+use podscaler::reconcile::{self, Context, Settings};
+use podscaler::status;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "shop";
+const SCALER_UID: &str = "scaler-uid";
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: Method,
+    path: String,
+    body: Value,
+}
+
+/// How the fake API server answers pod creations.
+#[derive(Clone, Copy)]
+enum Creates {
+    Succeed,
+    ExceedQuota,
+}
+
+struct FakeApi {
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeApi {
+    fn start(creates: Creates) -> (Client, Self) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            let mut created = 0;
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.expect("request body");
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let path = parts.uri.path().to_owned();
+                let (status, reply) = answer(&parts.method, &path, &body, creates, &mut created);
+                log.lock().expect("log").push(Recorded {
+                    method: parts.method,
+                    path,
+                    body,
+                });
+                let response = Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                    .expect("response");
+                send.send_response(response);
+            }
+        });
+        (Client::new(service, NAMESPACE), Self { requests, task })
+    }
+
+    /// Waits until every client is dropped, then returns what was sent.
+    async fn finish(self) -> Vec<Recorded> {
+        self.task.await.expect("fake api task");
+        Arc::try_unwrap(self.requests)
+            .expect("sole owner")
+            .into_inner()
+            .expect("log")
+    }
+}
+
+fn answer(
+    method: &Method,
+    path: &str,
+    body: &Value,
+    creates: Creates,
+    created: &mut u32,
+) -> (StatusCode, Value) {
+    let pods = format!("/api/v1/namespaces/{NAMESPACE}/pods");
+    match (method.as_str(), path) {
+        ("POST", p) if p == pods => match creates {
+            Creates::Succeed => {
+                *created += 1;
+                let mut pod = body.clone();
+                pod["metadata"]["name"] = json!(format!("web-{created:05}"));
+                pod["metadata"]["uid"] = json!(format!("new-uid-{created}"));
+                (StatusCode::CREATED, pod)
+            }
+            Creates::ExceedQuota => (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                    "message": "pods \"web-x\" is forbidden: exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2"
+                }),
+            ),
+        },
+        ("DELETE", p) if p.starts_with(&pods) => (
+            StatusCode::OK,
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {}}),
+        ),
+        ("POST", p) if p.ends_with("/events") => (StatusCode::CREATED, body.clone()),
+        ("PATCH", p) if p.ends_with("/status") => {
+            let mut scaler = serde_json::to_value(scaler(1)).expect("json");
+            scaler["status"] = body["status"].clone();
+            (StatusCode::OK, scaler)
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "code": 404, "message": "unexpected request"}),
+        ),
+    }
+}
+
+fn scaler(count: i32) -> PodScaler {
+    let mut scaler = PodScaler::new(
+        "web",
+        PodScalerSpec {
+            count,
+            selector: BTreeMap::from([("app".to_owned(), "nginx".to_owned())]),
+            template: None,
+        },
+    );
+    scaler.metadata.namespace = Some(NAMESPACE.to_owned());
+    scaler.metadata.uid = Some(SCALER_UID.to_owned());
+    scaler.metadata.generation = Some(2);
+    scaler
+}
+
+fn pod(name: &str, labels: &[(&str, &str)], controller: Option<(&str, &str, &str)>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(NAMESPACE.to_owned()),
+            uid: Some(format!("uid-{name}")),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            owner_references: controller.map(|(kind, owner, uid)| {
+                vec![OwnerReference {
+                    api_version: "v1".into(),
+                    kind: kind.into(),
+                    name: owner.into(),
+                    uid: uid.into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            }),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            ..PodStatus::default()
+        }),
+    }
+}
+
+fn own(name: &str) -> Pod {
+    pod(
+        name,
+        &[("app", "nginx")],
+        Some(("PodScaler", "web", SCALER_UID)),
+    )
+}
+
+fn store(pods: Vec<Pod>) -> Store<Pod> {
+    let (reader, mut writer) = reflector::store();
+    for pod in pods {
+        writer.apply_watcher_event(&watcher::Event::Apply(pod));
+    }
+    reader
+}
+
+fn context(client: Client, pods: Store<Pod>) -> (Arc<Context>, Registry) {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry, 1);
+    let ctx = Context::new(
+        client,
+        pods,
+        metrics,
+        Expectations::new(expectations::DEFAULT_TIMEOUT),
+        ContentionLog::new(contention::DEFAULT_WINDOW),
+        Settings {
+            requeue_after: Duration::from_secs(15),
+            error_requeue_after: Duration::from_secs(5),
+        },
+    );
+    (Arc::new(ctx), registry)
+}
+
+fn sent<'a>(requests: &'a [Recorded], method: Method, suffix: &str) -> Vec<&'a Recorded> {
+    requests
+        .iter()
+        .filter(|r| r.method == method && r.path.ends_with(suffix))
+        .collect()
+}
+
+fn patched_status(requests: &[Recorded]) -> Vec<PodScalerStatus> {
+    sent(requests, Method::PATCH, "/status")
+        .into_iter()
+        .map(|r| serde_json::from_value(r.body["status"].clone()).expect("status"))
+        .collect()
+}
+
+fn events(requests: &[Recorded]) -> Vec<(String, String)> {
+    sent(requests, Method::POST, "/events")
+        .into_iter()
+        .map(|r| {
+            (
+                r.body["reason"].as_str().unwrap_or_default().to_owned(),
+                r.body["note"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn condition<'a>(
+    status: &'a PodScalerStatus,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {status:?}"))
+}
+
+#[tokio::test]
+async fn creates_the_missing_pods_then_waits_for_the_cache() {
+    let mut terminating = own("old");
+    terminating.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let pods = store(vec![
+        own("a"),
+        terminating,
+        pod("other-app", &[("app", "db")], None),
+        pod("elsewhere", &[("app", "nginx")], None).tap_namespace("other-ns"),
+    ]);
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, _registry) = context(client, pods);
+
+    let action = reconcile::reconcile(Arc::new(scaler(3)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+    // The cache has not seen the two new pods: a second pass must not create them again.
+    let again = reconcile::reconcile(Arc::new(scaler(3)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    assert_eq!(again, Action::requeue(Duration::from_secs(15)));
+    drop(ctx);
+    let requests = api.finish().await;
+
+    let creates = sent(&requests, Method::POST, "/pods");
+    assert_eq!(
+        creates.len(),
+        2,
+        "only the missing pods, once: {requests:#?}"
+    );
+    for create in creates {
+        let meta = &create.body["metadata"];
+        assert_eq!(meta["generateName"], "web-");
+        assert_eq!(meta["labels"]["app"], "nginx");
+        assert_eq!(meta["ownerReferences"][0]["kind"], "PodScaler");
+        assert_eq!(meta["ownerReferences"][0]["uid"], SCALER_UID);
+        assert_eq!(meta["ownerReferences"][0]["controller"], true);
+        assert_eq!(meta["ownerReferences"][0]["blockOwnerDeletion"], true);
+        assert_eq!(
+            create.body["spec"]["containers"][0]["image"],
+            "nginx:latest"
+        );
+    }
+    assert_eq!(
+        events(&requests),
+        [(
+            "SuccessfulCreate".to_owned(),
+            "Created 2 pod(s): web-00001, web-00002".to_owned()
+        )]
+    );
+    let statuses = patched_status(&requests);
+    assert_eq!(
+        statuses.len(),
+        2,
+        "first pass and the waiting pass differ in their Ready message"
+    );
+    assert_eq!(
+        statuses[0].replicas, 1,
+        "only the active matching pod in this namespace counts"
+    );
+    assert_eq!(statuses[0].observed_generation, Some(2));
+    assert_eq!(statuses[0].selector, "app=nginx");
+    assert_eq!(
+        condition(&statuses[0], status::READY).reason,
+        status::reason::SCALING_UP
+    );
+    assert!(
+        condition(&statuses[1], status::READY)
+            .message
+            .contains("waiting to observe 2 pod creation(s)"),
+        "{:?}",
+        statuses[1]
+    );
+}
+
+#[tokio::test]
+async fn deletes_surplus_pods_its_own_first() {
+    let pods = store(vec![
+        own("a"),
+        own("b"),
+        pod(
+            "rs-1",
+            &[("app", "nginx")],
+            Some(("ReplicaSet", "nginx-1", "rs-uid")),
+        ),
+    ]);
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, _registry) = context(client, pods);
+    reconcile::reconcile(Arc::new(scaler(1)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    drop(ctx);
+    let requests = api.finish().await;
+
+    let deletes = sent(&requests, Method::DELETE, "");
+    let mut deleted: Vec<&str> = deletes
+        .iter()
+        .map(|r| r.path.rsplit('/').next().unwrap_or_default())
+        .collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, ["a", "b"]);
+    for delete in deletes {
+        let name = delete.path.rsplit('/').next().unwrap_or_default();
+        assert_eq!(
+            delete.body["preconditions"]["uid"],
+            format!("uid-{name}"),
+            "deletes are preconditioned on the UID"
+        );
+    }
+    assert!(sent(&requests, Method::POST, "/pods").is_empty());
+    let reasons: Vec<String> = events(&requests)
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        ["SuccessfulDelete", status::reason::SHARED_SELECTOR]
+    );
+    let statuses = patched_status(&requests);
+    assert_eq!(statuses[0].foreign_replicas, 1);
+    assert_eq!(
+        condition(&statuses[0], status::CONTENDED).reason,
+        status::reason::SHARED_SELECTOR
+    );
+}
+
+#[tokio::test]
+async fn status_is_written_only_when_it_changed() {
+    let pods = || store(vec![own("a"), own("b")]);
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, _registry) = context(client, pods());
+    reconcile::reconcile(Arc::new(scaler(2)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    drop(ctx);
+    let first = api.finish().await;
+    let written = patched_status(&first);
+    assert_eq!(written.len(), 1);
+
+    let mut current = scaler(2);
+    current.status = Some(written[0].clone());
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, _registry) = context(client, pods());
+    reconcile::reconcile(Arc::new(current), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    drop(ctx);
+    let second = api.finish().await;
+    assert!(
+        second.is_empty(),
+        "a converged PodScaler with an up-to-date status sends nothing: {second:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_create_stops_the_pass_and_is_reported() {
+    let (client, api) = FakeApi::start(Creates::ExceedQuota);
+    let (ctx, registry) = context(client, store(vec![]));
+    let result = reconcile::reconcile(Arc::new(scaler(5)), Arc::clone(&ctx)).await;
+    let error = result
+        .expect_err("a failed create is a failed reconcile")
+        .to_string();
+    assert!(error.contains("exceeded quota"), "{error}");
+    drop(ctx);
+    let requests = api.finish().await;
+
+    assert_eq!(
+        sent(&requests, Method::POST, "/pods").len(),
+        1,
+        "slow start stops after the first failed batch"
+    );
+    let events = events(&requests);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "FailedCreate");
+    assert!(
+        events[0].1.contains("exceeded quota: two-pods"),
+        "{}",
+        events[0].1
+    );
+    let statuses = patched_status(&requests);
+    let failure = condition(&statuses[0], status::REPLICA_FAILURE);
+    assert_eq!(
+        (failure.status.as_str(), failure.reason.as_str()),
+        ("True", status::reason::FAILED_CREATE)
+    );
+    assert!(
+        failure.message.contains("exceeded quota: two-pods"),
+        "{}",
+        failure.message
+    );
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains("controller_runtime_reconcile_errors_total{controller=\"podscaler\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_podscaler_leaves_no_metric_series() {
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, registry) = context(client, store(vec![own("a")]));
+    reconcile::reconcile(Arc::new(scaler(1)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    let encode = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    };
+    assert!(encode().contains("podscaler_desired_pods{namespace=\"shop\",name=\"web\"} 1\n"));
+
+    // Being deleted (a finalizer holds it): forgotten at once, nothing sent.
+    let mut deleting = scaler(1);
+    deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let action = reconcile::reconcile(Arc::new(deleting), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    assert!(
+        !encode().contains("name=\"web\""),
+        "series left behind:\n{}",
+        encode()
+    );
+
+    // Gone from the cache (the controller reports ObjectNotFound): forgotten too.
+    reconcile::reconcile(Arc::new(scaler(1)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    assert!(encode().contains("name=\"web\""));
+    ctx.forget(NAMESPACE, "web");
+    assert!(!encode().contains("name=\"web\""));
+    drop(ctx);
+    let requests = api.finish().await;
+    assert!(sent(&requests, Method::POST, "/pods").is_empty());
+}
+
+trait TapNamespace {
+    fn tap_namespace(self, namespace: &str) -> Self;
+}
+
+impl TapNamespace for Pod {
+    fn tap_namespace(mut self, namespace: &str) -> Self {
+        self.metadata.namespace = Some(namespace.to_owned());
+        self
+    }
+}
