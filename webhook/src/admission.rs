@@ -1,0 +1,471 @@
+//! Admission, pure: the bytes of a request body in, the status and bytes of the answer out.
+//!
+//! Nothing here does I/O. Other PodScalers are looked up through [`PodScalerIndex`] (a watched
+//! cache in production, anything in tests). Dry-run requests take exactly the same path: the
+//! webhook has no side effects.
+//!
+//! Answers follow what the API server can act on:
+//! - a body that is not an `admission.k8s.io/v1` AdmissionReview with a `request.uid` gets an
+//!   HTTP 4xx with a `metav1.Status` body (there is no UID to answer);
+//! - anything else gets HTTP 200 with an AdmissionReview whose `response.uid` echoes the
+//!   request: allowed (possibly with a JSON patch and warnings), denied with a 422 `Invalid`
+//!   status listing every violation (and a `details.causes` entry per field, which `kubectl`
+//!   prints one per line), or a 4xx/5xx error status when the request itself is unusable.
+
+use std::collections::BTreeMap;
+
+use http::StatusCode;
+use kube::api::DynamicObject;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND, Operation,
+};
+use kube::core::response::{StatusCause, StatusDetails};
+use kube::core::{Status, TypeMeta};
+use podscaler::api::{GROUP, PodScaler, apply_defaults};
+use podscaler::validation::{self, FieldError, Limits, Peer, Verdict};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Path of the mutating (defaulting) webhook, as kubebuilder names it.
+pub const MUTATE_PATH: &str = "/mutate-scaling-example-com-v1-podscaler";
+/// Path of the validating webhook, as kubebuilder names it.
+pub const VALIDATE_PATH: &str = "/validate-scaling-example-com-v1-podscaler";
+
+/// The version of the PodScaler API this webhook admits.
+const VERSION: &str = "v1";
+/// The kind this webhook admits.
+const KIND: &str = "PodScaler";
+/// Longest excerpt of client-supplied text echoed in an error message.
+const ECHO_LIMIT: usize = 100;
+
+/// The two webhooks served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Webhook {
+    /// Fills in defaults with a JSON patch.
+    Mutate,
+    /// Refuses PodScalers the operator could not run correctly.
+    Validate,
+}
+
+impl Webhook {
+    /// Both webhooks.
+    pub const ALL: [Self; 2] = [Self::Mutate, Self::Validate];
+
+    /// The webhook served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            MUTATE_PATH => Some(Self::Mutate),
+            VALIDATE_PATH => Some(Self::Validate),
+            _ => None,
+        }
+    }
+
+    /// The path it is served at (also its `webhook` metric label).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Mutate => MUTATE_PATH,
+            Self::Validate => VALIDATE_PATH,
+        }
+    }
+}
+
+/// Read access to the PodScalers of the cluster, for the overlap check.
+pub trait PodScalerIndex: Send + Sync {
+    /// Name and selector of every PodScaler in `namespace`, or `None` while the cache has not
+    /// synced yet (an empty answer would let overlapping selectors through).
+    fn selectors_in(&self, namespace: &str) -> Option<Vec<(String, BTreeMap<String, String>)>>;
+}
+
+/// What admission needs besides the request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// Bounds for validation (`--max-count`).
+    pub limits: Limits,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON body: an AdmissionReview (status 200) or a `metav1.Status` (4xx/5xx).
+    pub body: Vec<u8>,
+    /// Set when an AdmissionReview was answered.
+    pub decision: Option<Decision>,
+}
+
+/// An answered AdmissionReview, for the decisions metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// `CREATE`, `UPDATE`, `DELETE`, `CONNECT` or `UNKNOWN`.
+    pub operation: &'static str,
+    /// Whether the request was allowed.
+    pub allowed: bool,
+}
+
+/// Answers one request body sent to `webhook`.
+pub fn answer(
+    webhook: Webhook,
+    body: &[u8],
+    index: &dyn PodScalerIndex,
+    settings: &Settings,
+) -> Answer {
+    let (request, uid) = match envelope(body) {
+        Ok(parsed) => parsed,
+        Err(message) => return reject(StatusCode::BAD_REQUEST, &message),
+    };
+    let operation = operation_label(&request);
+    let response = match review(webhook, &request, index, settings) {
+        Ok(response) => response,
+        Err(error) => error.into_response(uid),
+    };
+    let allowed = response.allowed;
+    match serde_json::to_vec(&response.into_review()) {
+        Ok(body) => Answer {
+            status: StatusCode::OK,
+            body,
+            decision: Some(Decision { operation, allowed }),
+        },
+        Err(error) => reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding the AdmissionReview response failed: {error}"),
+        ),
+    }
+}
+
+/// An HTTP-level refusal: `status` with a `metav1.Status` body carrying `message`.
+pub fn reject(status: StatusCode, message: &str) -> Answer {
+    let reason = match status {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::REQUEST_TIMEOUT => "Timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": status.as_u16(),
+    });
+    Answer {
+        status,
+        body: serde_json::to_vec(&body).unwrap_or_else(|_| message.as_bytes().to_vec()),
+        decision: None,
+    }
+}
+
+/// Checks the AdmissionReview envelope and returns its `request` and UID; the error is the
+/// message of a 400 answer.
+fn envelope(body: &[u8]) -> Result<(Value, String), String> {
+    const EXPECTED: &str = "send an admission.k8s.io/v1 AdmissionReview as JSON";
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("the request body is empty: {EXPECTED}"));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the request body is not valid JSON ({error}): {EXPECTED}"))?;
+    let Value::Object(mut review) = value else {
+        return Err(format!(
+            "the request body is JSON but not an object: {EXPECTED}"
+        ));
+    };
+    match review.get("kind") {
+        Some(Value::String(kind)) if kind == META_KIND => {}
+        kind => {
+            return Err(format!(
+                "expected kind \"AdmissionReview\", got {}: {EXPECTED}",
+                describe(kind)
+            ));
+        }
+    }
+    match review.get("apiVersion") {
+        Some(Value::String(version)) if version == META_API_VERSION_V1 => {}
+        version => {
+            return Err(format!(
+                "unsupported AdmissionReview apiVersion {}: this webhook speaks {META_API_VERSION_V1} \
+                 only; set admissionReviewVersions: [\"v1\"] in the webhook configuration",
+                describe(version)
+            ));
+        }
+    }
+    let request = match review.remove("request") {
+        Some(request @ Value::Object(_)) => request,
+        None | Some(Value::Null) => {
+            return Err(
+                "the AdmissionReview has no request: the API server sends one in \
+                 AdmissionReview.request"
+                    .to_owned(),
+            );
+        }
+        Some(other) => {
+            return Err(format!(
+                "AdmissionReview.request must be an object, got {}",
+                describe(Some(&other))
+            ));
+        }
+    };
+    match request.get("uid") {
+        Some(Value::String(uid)) if !uid.is_empty() => {
+            let uid = uid.clone();
+            Ok((request, uid))
+        }
+        _ => Err(
+            "AdmissionReview.request.uid is missing or empty: the response could not be \
+             matched to the request"
+                .to_owned(),
+        ),
+    }
+}
+
+/// A request that cannot be admitted for reasons other than the object's content.
+#[derive(Debug)]
+struct ReviewError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl ReviewError {
+    fn bad_request(message: String) -> Self {
+        Self {
+            code: StatusCode::BAD_REQUEST,
+            reason: "BadRequest",
+            message,
+        }
+    }
+
+    fn into_response(self, uid: String) -> AdmissionResponse {
+        let mut response = AdmissionResponse::invalid(&self.message);
+        response.uid = uid;
+        response.result = Status::failure(&self.message, self.reason).with_code(self.code.as_u16());
+        response
+    }
+}
+
+fn review(
+    webhook: Webhook,
+    raw: &Value,
+    index: &dyn PodScalerIndex,
+    settings: &Settings,
+) -> Result<AdmissionResponse, ReviewError> {
+    let mut request = AdmissionRequest::<DynamicObject>::deserialize(raw).map_err(|error| {
+        ReviewError::bad_request(format!(
+            "AdmissionReview.request is not an {META_API_VERSION_V1} AdmissionRequest: {error}"
+        ))
+    })?;
+    // The response echoes the review's type; the request does not carry it by itself.
+    request.types = TypeMeta {
+        api_version: META_API_VERSION_V1.to_owned(),
+        kind: META_KIND.to_owned(),
+    };
+    let kind = &request.kind;
+    if (
+        kind.group.as_str(),
+        kind.version.as_str(),
+        kind.kind.as_str(),
+    ) != (GROUP, VERSION, KIND)
+    {
+        return Err(ReviewError::bad_request(format!(
+            "this webhook admits {GROUP}/{VERSION} {KIND} objects, not {}: the webhook \
+             configuration's rules must select only podscalers.{GROUP}",
+            truncate(&format!("{}/{} {}", kind.group, kind.version, kind.kind))
+        )));
+    }
+    let allowed = AdmissionResponse::from(&request);
+    if request
+        .sub_resource
+        .as_deref()
+        .is_some_and(|sub| !sub.is_empty())
+    {
+        // status and scale updates do not change what the webhooks check.
+        return Ok(allowed);
+    }
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return Ok(allowed);
+    }
+    let object = podscaler(raw, "object")?;
+    match webhook {
+        Webhook::Mutate => mutate(allowed, &object),
+        Webhook::Validate => {
+            let old = match request.operation {
+                Operation::Update => Some(podscaler(raw, "oldObject")?),
+                _ => None,
+            };
+            validate(allowed, &request, &object, old.as_ref(), index, settings)
+        }
+    }
+}
+
+fn podscaler(raw: &Value, field: &str) -> Result<PodScaler, ReviewError> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Err(ReviewError::bad_request(format!(
+            "AdmissionReview.request.{field} is missing: CREATE and UPDATE reviews must carry it"
+        ))),
+        Some(value) => PodScaler::deserialize(value).map_err(|error| {
+            ReviewError::bad_request(format!(
+                "AdmissionReview.request.{field} is not a valid {KIND}: {}",
+                truncate(&error.to_string())
+            ))
+        }),
+    }
+}
+
+/// Defaulting as a JSON patch: the library's [`apply_defaults`], diffed. Both sides of the
+/// diff are serialized from the typed spec, so the patch holds exactly what defaulting
+/// changed (never a re-formatting of the request), and it is empty when nothing needed
+/// defaulting.
+fn mutate(
+    allowed: AdmissionResponse,
+    object: &PodScaler,
+) -> Result<AdmissionResponse, ReviewError> {
+    let patch = defaulting_patch(object).map_err(|error| ReviewError {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        reason: "InternalError",
+        message: format!("computing the defaulting patch failed: {error}"),
+    })?;
+    if patch.0.is_empty() {
+        return Ok(allowed);
+    }
+    allowed.with_patch(patch).map_err(|error| ReviewError {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        reason: "InternalError",
+        message: format!("encoding the defaulting patch failed: {error}"),
+    })
+}
+
+/// The JSON patch (paths from the object's root) that applies [`apply_defaults`] to `object`.
+pub fn defaulting_patch(object: &PodScaler) -> Result<json_patch::Patch, serde_json::Error> {
+    let mut defaulted = object.spec.clone();
+    apply_defaults(&mut defaulted);
+    let before = serde_json::json!({ "spec": serde_json::to_value(&object.spec)? });
+    let after = serde_json::json!({ "spec": serde_json::to_value(&defaulted)? });
+    Ok(json_patch::diff(&before, &after))
+}
+
+fn validate(
+    allowed: AdmissionResponse,
+    request: &AdmissionRequest<DynamicObject>,
+    object: &PodScaler,
+    old: Option<&PodScaler>,
+    index: &dyn PodScalerIndex,
+    settings: &Settings,
+) -> Result<AdmissionResponse, ReviewError> {
+    let name = if request.name.is_empty() {
+        object.metadata.name.clone().unwrap_or_default()
+    } else {
+        request.name.clone()
+    };
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| object.metadata.namespace.clone())
+        .unwrap_or_default();
+    let others = index.selectors_in(&namespace).ok_or_else(|| ReviewError {
+        code: StatusCode::SERVICE_UNAVAILABLE,
+        reason: "ServiceUnavailable",
+        message: "the webhook has not finished loading the cluster's PodScalers, so it cannot \
+                  check for overlapping selectors yet; retry in a few seconds"
+            .to_owned(),
+    })?;
+    let peers: Vec<Peer<'_>> = others
+        .iter()
+        .map(|(name, selector)| Peer { name, selector })
+        .collect();
+    let verdict = match old {
+        None => validation::validate_create(
+            &name,
+            &object.spec,
+            peers.iter().copied(),
+            &settings.limits,
+        ),
+        Some(old) => validation::validate_update(
+            &name,
+            &old.spec,
+            &object.spec,
+            peers.iter().copied(),
+            &settings.limits,
+        ),
+    };
+    Ok(decide(allowed, &name, verdict))
+}
+
+fn decide(mut response: AdmissionResponse, name: &str, verdict: Verdict) -> AdmissionResponse {
+    if !verdict.warnings.is_empty() {
+        response.warnings = Some(
+            verdict
+                .warnings
+                .iter()
+                .map(|warning| format!("{warning} (allowed because this update did not change it)"))
+                .collect(),
+        );
+    }
+    if verdict.errors.is_empty() {
+        return response;
+    }
+    let message = format!(
+        "{KIND}.{GROUP} {name:?} is invalid: {}",
+        verdict
+            .errors
+            .iter()
+            .map(FieldError::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let causes = verdict
+        .errors
+        .into_iter()
+        .map(|error| StatusCause {
+            reason: "FieldValueInvalid".to_owned(),
+            message: error.message,
+            field: error.field,
+        })
+        .collect();
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, "Invalid")
+        .with_code(StatusCode::UNPROCESSABLE_ENTITY.as_u16())
+        .with_details(StatusDetails {
+            name: name.to_owned(),
+            group: GROUP.to_owned(),
+            kind: KIND.to_owned(),
+            uid: String::new(),
+            causes,
+            retry_after_seconds: 0,
+        });
+    response
+}
+
+/// The operation as a metric label, from a bounded set.
+fn operation_label(request: &Value) -> &'static str {
+    match request.get("operation").and_then(Value::as_str) {
+        Some("CREATE") => "CREATE",
+        Some("UPDATE") => "UPDATE",
+        Some("DELETE") => "DELETE",
+        Some("CONNECT") => "CONNECT",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A JSON value named in an error message, shortened.
+fn describe(value: Option<&Value>) -> String {
+    match value {
+        None => "nothing".to_owned(),
+        Some(value) => truncate(&value.to_string()),
+    }
+}
+
+/// `text` cut to [`ECHO_LIMIT`] characters, so a client cannot make answers (or logs) large.
+pub fn truncate(text: &str) -> String {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! The webhook's command line. Every flag also reads a `PODSCALER_WEBHOOK_*` environment
+//! variable (the log flags read `LOG_FORMAT` / `LOG_LEVEL`, as the operator's do).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use podscaler::admin::BindAddress;
+use podscaler::telemetry::LogArgs;
+use podscaler::validation::{DEFAULT_MAX_COUNT, Limits};
+
+use crate::server::{self, DEFAULT_MAX_REQUEST_BYTES};
+use crate::{Options, admission};
+
+/// PodScaler admission webhook: defaults and validates scaling.example.com/v1 PodScalers.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "podscaler-webhook", version)]
+pub struct Cli {
+    /// Port of the HTTPS listener the API server calls.
+    #[arg(long, env = "PODSCALER_WEBHOOK_PORT", default_value_t = 9443)]
+    pub port: u16,
+
+    /// Address the HTTPS listener binds ("0.0.0.0" for every interface, "127.0.0.1" for tests).
+    #[arg(long, env = "PODSCALER_WEBHOOK_BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+
+    /// Directory holding tls.crt and tls.key (PEM), e.g. a mounted cert-manager Secret.
+    #[arg(
+        long,
+        env = "PODSCALER_WEBHOOK_CERT_DIR",
+        default_value = "/tmp/k8s-webhook-server/serving-certs"
+    )]
+    pub cert_dir: PathBuf,
+
+    /// How often tls.crt and tls.key are re-read to pick up a rotated certificate.
+    #[arg(long, env = "PODSCALER_WEBHOOK_CERT_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub cert_poll_interval: Duration,
+
+    /// Largest spec.count accepted.
+    #[arg(long, env = "PODSCALER_WEBHOOK_MAX_COUNT", default_value_t = DEFAULT_MAX_COUNT,
+          value_parser = clap::value_parser!(i32).range(0..))]
+    pub max_count: i32,
+
+    /// Serve HTTP/2 as well as HTTP/1.1 (off by default: HTTP/2 rapid-reset advisories).
+    #[arg(long, env = "PODSCALER_WEBHOOK_HTTP2")]
+    pub http2: bool,
+
+    /// Address of the Prometheus /metrics endpoint (":8080", "127.0.0.1:8080"; "0" disables).
+    #[arg(
+        long,
+        env = "PODSCALER_WEBHOOK_METRICS_BIND_ADDRESS",
+        default_value = ":8080"
+    )]
+    pub metrics_bind_address: BindAddress,
+
+    /// Address of the /healthz and /readyz endpoints ("0" disables).
+    #[arg(
+        long,
+        env = "PODSCALER_WEBHOOK_HEALTH_PROBE_BIND_ADDRESS",
+        default_value = ":8081"
+    )]
+    pub health_probe_bind_address: BindAddress,
+
+    /// Time allowed for a client's TLS handshake.
+    #[arg(long, env = "PODSCALER_WEBHOOK_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
+    /// Time allowed for a request's headers; also how long an idle kept-alive connection stays open.
+    #[arg(long, env = "PODSCALER_WEBHOOK_READ_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Time allowed for a request's body.
+    #[arg(long, env = "PODSCALER_WEBHOOK_READ_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub read_body_timeout: Duration,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PODSCALER_WEBHOOK_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "PODSCALER_WEBHOOK_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Cli {
+    /// The server options these flags describe.
+    pub fn options(&self) -> Options {
+        Options {
+            bind: SocketAddr::new(self.bind_address, self.port),
+            cert_dir: self.cert_dir.clone(),
+            cert_poll_interval: self.cert_poll_interval,
+            server: server::Config {
+                http2: self.http2,
+                limits: server::Limits {
+                    tls_handshake_timeout: self.tls_handshake_timeout,
+                    read_header_timeout: self.read_header_timeout,
+                    read_body_timeout: self.read_body_timeout,
+                    max_request_bytes: self.max_request_bytes,
+                    shutdown_timeout: self.shutdown_timeout,
+                },
+                admission: admission::Settings {
+                    limits: Limits {
+                        max_count: self.max_count,
+                    },
+                },
+            },
+        }
+    }
+}
+
+/// Parses a Go-style duration (`10s`, `1m30s`, `500ms`); zero and negative durations are refused.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let parsed: k8s_openapi::jiff::SignedDuration = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration: write it like 10s, 1m30s or 500ms"))?;
+    match Duration::try_from(parsed) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!("{value:?} must be longer than zero")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let cli = Cli::try_parse_from(["podscaler-webhook"]).expect("defaults parse");
+        let options = cli.options();
+        assert_eq!(options.bind, "0.0.0.0:9443".parse().expect("addr"));
+        assert_eq!(
+            options.cert_dir,
+            PathBuf::from("/tmp/k8s-webhook-server/serving-certs")
+        );
+        assert_eq!(options.cert_poll_interval, Duration::from_secs(10));
+        assert!(!options.server.http2);
+        assert_eq!(options.server.limits, server::Limits::default());
+        assert_eq!(options.server.admission.limits.max_count, 1000);
+        assert_eq!(cli.metrics_bind_address, ":8080".parse().expect("addr"));
+        assert_eq!(
+            cli.health_probe_bind_address,
+            ":8081".parse().expect("addr")
+        );
+    }
+
+    #[test]
+    fn flags_are_parsed() {
+        let cli = Cli::try_parse_from([
+            "podscaler-webhook",
+            "--port=0",
+            "--bind-address=127.0.0.1",
+            "--cert-dir=/certs",
+            "--cert-poll-interval=250ms",
+            "--max-count=5",
+            "--http2",
+            "--metrics-bind-address=0",
+            "--health-probe-bind-address=127.0.0.1:9",
+            "--read-header-timeout=1m",
+            "--max-request-bytes=1024",
+        ])
+        .expect("parses");
+        let options = cli.options();
+        assert_eq!(options.bind, "127.0.0.1:0".parse().expect("addr"));
+        assert_eq!(options.cert_poll_interval, Duration::from_millis(250));
+        assert_eq!(options.server.admission.limits.max_count, 5);
+        assert!(options.server.http2);
+        assert_eq!(
+            options.server.limits.read_header_timeout,
+            Duration::from_secs(60)
+        );
+        assert_eq!(options.server.limits.max_request_bytes, 1024);
+        assert_eq!(cli.metrics_bind_address, BindAddress::Disabled);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_flag_named() {
+        for (flag, value) in [
+            ("--max-count", "-1"),
+            ("--port", "70000"),
+            ("--cert-poll-interval", "0s"),
+            ("--cert-poll-interval", "soon"),
+            ("--read-body-timeout", "-1s"),
+            ("--bind-address", "localhost"),
+            ("--metrics-bind-address", "nowhere"),
+        ] {
+            let argument = format!("{flag}={value}");
+            let error = Cli::try_parse_from(["podscaler-webhook", argument.as_str()])
+                .expect_err("must be refused")
+                .to_string();
+            assert!(error.contains(flag), "{flag}={value}: {error}");
+        }
+    }
+}

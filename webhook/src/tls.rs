@@ -1,0 +1,400 @@
+//! The serving certificate: `tls.crt` and `tls.key` read from the certificate directory, served
+//! through a [`ResolvesServerCert`] whose key pair is swapped when the files change.
+//!
+//! cert-manager writes the certificate into a Secret; the kubelet projects a Secret volume as a
+//! timestamped directory, a `..data` symlink to it, and `tls.crt` → `..data/tls.crt` links.
+//! Rotation replaces the timestamped directory and renames `..data` atomically, so neither the
+//! paths nor their modification times need to change. The reloader therefore compares file
+//! *contents*, and reads both files through one resolution of `..data` so a swap between the
+//! two reads cannot pair an old certificate with a new key.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// File name of the certificate chain (PEM) in the certificate directory.
+pub const CERT_FILE: &str = "tls.crt";
+/// File name of the private key (PEM: PKCS#8, PKCS#1 or SEC1) in the certificate directory.
+pub const KEY_FILE: &str = "tls.key";
+/// The symlink a Kubernetes Secret volume swaps atomically on update.
+const SECRET_VOLUME_DATA: &str = "..data";
+
+/// Why a certificate could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// The file could not be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not valid PEM.
+    #[error("{} is not valid PEM", .path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// The PEM error.
+        source: pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{} holds no PEM \"CERTIFICATE\" block: it must contain the serving certificate, then its chain", .path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no private key.
+    #[error("{} holds no PEM private key (\"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\")", .path.display())]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The private key is not usable for TLS.
+    #[error("{} holds a private key that cannot be used for TLS", .path.display())]
+    UnusableKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// The certificate cannot be parsed.
+    #[error("{} holds a certificate that cannot be parsed", .path.display())]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// The key does not belong to the certificate.
+    #[error("the private key in {} does not belong to the certificate in {}", .key.display(), .cert.display())]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+}
+
+/// The certificate directory (`--cert-dir`).
+#[derive(Clone, Debug)]
+pub struct CertDir {
+    dir: PathBuf,
+}
+
+/// The raw contents of `tls.crt` and `tls.key` at one moment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemFiles {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for PemFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("PemFiles")
+            .field("cert_bytes", &self.cert.len())
+            .field("key_bytes", &self.key.len())
+            .finish()
+    }
+}
+
+impl CertDir {
+    /// The directory holding `tls.crt` and `tls.key`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<dir>/tls.crt`.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join(CERT_FILE)
+    }
+
+    /// `<dir>/tls.key`.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    /// Reads both files. In a Secret volume both are read from the directory `..data` points
+    /// to at this moment, so they always come from the same version of the Secret.
+    pub fn read(&self) -> Result<PemFiles, CertError> {
+        let base = std::fs::canonicalize(self.dir.join(SECRET_VOLUME_DATA))
+            .ok()
+            .filter(|resolved| resolved.is_dir())
+            .unwrap_or_else(|| self.dir.clone());
+        let read = |name: &str| {
+            std::fs::read(base.join(name)).map_err(|source| CertError::Read {
+                path: self.dir.join(name),
+                source,
+            })
+        };
+        Ok(PemFiles {
+            cert: read(CERT_FILE)?,
+            key: read(KEY_FILE)?,
+        })
+    }
+
+    /// Parses `files` into a key pair rustls can serve, checking that the key belongs to the
+    /// certificate.
+    pub fn parse(
+        &self,
+        files: &PemFiles,
+        provider: &CryptoProvider,
+    ) -> Result<CertifiedKey, CertError> {
+        let cert_path = self.cert_path();
+        let key_path = self.key_path();
+        let chain = CertificateDer::pem_slice_iter(&files.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| CertError::Pem {
+                path: cert_path.clone(),
+                source,
+            })?;
+        if chain.is_empty() {
+            return Err(CertError::NoCertificate { path: cert_path });
+        }
+        let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|source| match source {
+            pem::Error::NoItemsFound => CertError::NoKey {
+                path: key_path.clone(),
+            },
+            source => CertError::Pem {
+                path: key_path.clone(),
+                source,
+            },
+        })?;
+        let signing_key = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|source| CertError::UnusableKey {
+                path: key_path.clone(),
+                source,
+            })?;
+        let certified = CertifiedKey::new(chain, signing_key);
+        match certified.keys_match() {
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+                Ok(certified)
+            }
+            Err(source @ rustls::Error::InconsistentKeys(_)) => Err(CertError::Mismatch {
+                cert: cert_path,
+                key: key_path,
+                source,
+            }),
+            Err(source) => Err(CertError::BadCertificate {
+                path: cert_path,
+                source,
+            }),
+        }
+    }
+}
+
+/// Serves whichever key pair is current; [`Reloader`] replaces it.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertResolver {
+    /// A resolver serving `key`.
+    pub fn new(key: CertifiedKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(key)),
+        }
+    }
+
+    /// The key pair new handshakes get.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// What one look at the files found.
+#[derive(Debug)]
+pub enum Poll {
+    /// Same contents as last time.
+    Unchanged,
+    /// New contents, now served.
+    Reloaded,
+    /// New contents that cannot be served; the previous key pair stays.
+    Failed(CertError),
+}
+
+/// Watches the certificate directory and swaps new key pairs into its [`CertResolver`].
+#[derive(Debug)]
+pub struct Reloader {
+    dir: CertDir,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<CertResolver>,
+    /// The contents last looked at, served or not: a bad file is reported once, not per poll.
+    seen: PemFiles,
+    metrics: Option<Metrics>,
+}
+
+impl Reloader {
+    /// Loads the certificate at start. Any error is fatal to the caller and names the file.
+    pub fn load(dir: CertDir, provider: Arc<CryptoProvider>) -> Result<Self, CertError> {
+        let files = dir.read()?;
+        let key = dir.parse(&files, &provider)?;
+        Ok(Self {
+            dir,
+            provider,
+            resolver: Arc::new(CertResolver::new(key)),
+            seen: files,
+            metrics: None,
+        })
+    }
+
+    /// Counts reloads in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The resolver to hand to rustls.
+    pub fn resolver(&self) -> Arc<CertResolver> {
+        self.resolver.clone()
+    }
+
+    /// Looks at the files once (blocking I/O: two small reads).
+    pub fn poll(&mut self) -> Poll {
+        let files = match self.dir.read() {
+            Ok(files) => files,
+            // A read error is usually transient (a Secret swap removed the old directory
+            // between resolving `..data` and reading): try again at the next poll.
+            Err(error) => return Poll::Failed(error),
+        };
+        if files == self.seen {
+            return Poll::Unchanged;
+        }
+        let parsed = self.dir.parse(&files, &self.provider);
+        self.seen = files;
+        match parsed {
+            Ok(key) => {
+                self.resolver.replace(key);
+                Poll::Reloaded
+            }
+            Err(error) => Poll::Failed(error),
+        }
+    }
+
+    /// Polls every `interval` until `shutdown`, logging each change.
+    pub fn spawn(mut self, interval: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut last_error: Option<String> = None;
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let outcome = match tokio::task::spawn_blocking(move || {
+                    let outcome = self.poll();
+                    (self, outcome)
+                })
+                .await
+                {
+                    Ok((reloader, outcome)) => {
+                        self = reloader;
+                        outcome
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "certificate reload task failed; reloading stops");
+                        return;
+                    }
+                };
+                match outcome {
+                    Poll::Unchanged => last_error = None,
+                    Poll::Reloaded => {
+                        last_error = None;
+                        tracing::info!(dir = %self.dir.path().display(), "serving certificate reloaded");
+                        if let Some(metrics) = &self.metrics {
+                            metrics.observe_certificate_reload(true);
+                        }
+                    }
+                    Poll::Failed(error) => {
+                        let message = error_chain(&error);
+                        if last_error.as_deref() != Some(message.as_str()) {
+                            tracing::error!(
+                                error = %message,
+                                "serving certificate not reloaded; still serving the previous one"
+                            );
+                            if let Some(metrics) = &self.metrics {
+                                metrics.observe_certificate_reload(false);
+                            }
+                            last_error = Some(message);
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// `error` and its sources, `outer: inner: innermost`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// The crypto provider used everywhere: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS 1.2 + 1.3 server configuration serving `resolver`'s certificate. ALPN offers
+/// `http/1.1`, and `h2` only when `http2` is set.
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    provider: Arc<CryptoProvider>,
+    http2: bool,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(config)
+}
