@@ -1,0 +1,191 @@
+{{/*
+Chart name, overridable with nameOverride.
+*/}}
+{{- define "podscaler.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Resource-name prefix: fullnameOverride, else the release name when it already contains the chart
+name, else "<release>-<chart>". Truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "podscaler.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"<fullname>-<suffix>", kept within 63 characters. Call with (list $ "suffix").
+*/}}
+{{- define "podscaler.componentName" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-%s" (include "podscaler.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+"name-version" as used by the helm.sh/chart label.
+*/}}
+{{- define "podscaler.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object.
+*/}}
+{{- define "podscaler.labels" -}}
+helm.sh/chart: {{ include "podscaler.chart" . }}
+{{ include "podscaler.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: podscaler
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels shared by every component of one release.
+*/}}
+{{- define "podscaler.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podscaler.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of one component's objects. Call with (list $ "operator").
+*/}}
+{{- define "podscaler.componentLabels" -}}
+{{ include "podscaler.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
+Selector labels of one component's pods. Call with (list $ "operator").
+*/}}
+{{- define "podscaler.componentSelectorLabels" -}}
+{{ include "podscaler.selectorLabels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
+ServiceAccount names.
+*/}}
+{{- define "podscaler.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "podscaler.componentName" (list . "operator")) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "podscaler.webhook.serviceAccountName" -}}
+{{- if .Values.webhook.serviceAccount.create }}
+{{- default (include "podscaler.componentName" (list . "webhook")) .Values.webhook.serviceAccount.name }}
+{{- else }}
+{{- required "webhook.serviceAccount.name is required when webhook.serviceAccount.create is false" .Values.webhook.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image reference from an image block: repository@digest, else repository:tag (tag defaults to
+the chart's appVersion). Call with (list $ .Values.operator.image).
+*/}}
+{{- define "podscaler.image" -}}
+{{- $root := index . 0 }}
+{{- $image := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Webhook Service name, serving-certificate objects and their Secret.
+*/}}
+{{- define "podscaler.webhook.serviceName" -}}
+{{- include "podscaler.componentName" (list . "webhook") }}
+{{- end }}
+
+{{- define "podscaler.webhook.certificateName" -}}
+{{- include "podscaler.componentName" (list . "webhook-serving") }}
+{{- end }}
+
+{{- define "podscaler.webhook.tlsSecretName" -}}
+{{- if eq .Values.webhook.tls.mode "secret" }}
+{{- required "webhook.tls.secret.name is required when webhook.tls.mode is secret" .Values.webhook.tls.secret.name }}
+{{- else }}
+{{- include "podscaler.componentName" (list . "webhook-tls") }}
+{{- end }}
+{{- end }}
+
+{{/*
+cainjector's annotation on the webhook configurations (certManager mode only; in secret mode the
+configurations carry webhook.tls.secret.caBundle instead).
+*/}}
+{{- define "podscaler.webhook.caAnnotations" -}}
+{{- if eq .Values.webhook.tls.mode "certManager" }}
+cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "podscaler.webhook.certificateName" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Prometheus job labels (the metrics Service names; the PodMonitor relabels to the same values).
+*/}}
+{{- define "podscaler.operator.metricsName" -}}
+{{- include "podscaler.componentName" (list . "operator-metrics") }}
+{{- end }}
+
+{{- define "podscaler.webhook.metricsName" -}}
+{{- include "podscaler.componentName" (list . "webhook-metrics") }}
+{{- end }}
+
+{{- define "podscaler.operator.job" -}}
+{{- default (include "podscaler.operator.metricsName" .) .Values.monitoring.prometheusRule.operatorJob }}
+{{- end }}
+
+{{- define "podscaler.webhook.job" -}}
+{{- default (include "podscaler.webhook.metricsName" .) .Values.monitoring.prometheusRule.webhookJob }}
+{{- end }}
+
+{{/*
+Label that marks the metrics Services, so the ServiceMonitor selects them and nothing else.
+*/}}
+{{- define "podscaler.metricsServiceLabel" -}}
+scaling.example.com/metrics-service: "true"
+{{- end }}
+
+{{/*
+Labels of monitoring.coreos.com objects: chart labels + monitoring.additionalLabels + the
+object's own additionalLabels. Call with (list $ .Values.monitoring.serviceMonitor).
+*/}}
+{{- define "podscaler.monitoringLabels" -}}
+{{- $root := index . 0 }}
+{{- $own := index . 1 }}
+{{- include "podscaler.labels" $root }}
+{{- $extra := merge (deepCopy ($own.additionalLabels | default dict)) ($root.Values.monitoring.additionalLabels | default dict) }}
+{{- with $extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+prometheus.io/* annotations for annotation-based scraping. Call with (list $ port).
+*/}}
+{{- define "podscaler.scrapeAnnotations" -}}
+{{- $root := index . 0 }}
+{{- if $root.Values.monitoring.podAnnotations.enabled }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ index . 1 | quote }}
+prometheus.io/path: /metrics
+prometheus.io/scheme: http
+{{- end }}
+{{- end }}
