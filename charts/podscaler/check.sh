@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# Static checks of the podscaler chart: no cluster needed, a few seconds.
+#
+#   charts/podscaler/check.sh               # helm from e2e/controlplane/build.sh (cached v3.19.5)
+#   HELM=/usr/local/bin/helm charts/podscaler/check.sh
+#
+# 1. `helm lint --strict` with the default values and with every ci/*-values.yaml.
+# 2. `helm template` with the defaults and with ci/all-on-values.yaml (every toggle on): the exact
+#    number of objects of each kind, and the properties the chart promises (security settings,
+#    webhook rules, CA injection, monitoring labels) counted in the output.
+# 3. Variants: a watched namespace (Role instead of ClusterRole), bring-your-own TLS Secret,
+#    an external cert-manager issuer, the webhook turned off, extra args.
+# 4. Values the schema or the templates must refuse (typos, bad enums, missing TLS inputs).
+# 5. The PrometheusRule expressions and the dashboard queries use only the metric names the
+#    binaries document (a static list below; the e2e suite checks them against the real binaries).
+#
+# The kube version is passed explicitly: Chart.yaml requires >=1.33, and helm's built-in default
+# (the version of the client libraries it was built with, or 1.20 when built without the
+# Makefile's ldflags) must not decide whether the chart renders.
+set -euo pipefail
+
+chart=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$chart/../.." && pwd)
+if [ -z "${HELM:-}" ]; then
+	HELM="$("$repo/e2e/controlplane/build.sh")/helm"
+fi
+KUBE_VERSION=${KUBE_VERSION:-1.33.0}
+NAMESPACE=podscaler-system
+RELEASE=psc
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+checks=0
+
+pass() { checks=$((checks + 1)); }
+fail() {
+	checks=$((checks + 1))
+	failures=$((failures + 1))
+	echo "FAIL: $*" >&2
+}
+
+# render NAME [helm args...]: renders the chart into $tmp/NAME.yaml or fails the check.
+render() {
+	local name=$1
+	shift
+	if "$HELM" template "$RELEASE" "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+		"$@" >"$tmp/$name.yaml" 2>"$tmp/$name.err"; then
+		pass
+	else
+		fail "helm template ($name) failed: $(cat "$tmp/$name.err")"
+		: >"$tmp/$name.yaml"
+	fi
+}
+
+# expect_kinds NAME "Kind=N ...": exactly these kinds, each exactly N times, nothing else.
+expect_kinds() {
+	local name=$1 spec=$2 want got
+	want=$(tr -s ' \t\n' '\n' <<<"$spec" | grep . | sort)
+	got=$(grep -E '^kind: ' "$tmp/$name.yaml" | sed 's/^kind: //' | sort | uniq -c |
+		awk '{print $2 "=" $1}' | sort)
+	if [ "$want" = "$got" ]; then
+		pass
+	else
+		fail "$name: kinds differ (- expected, + rendered):"
+		diff <(echo "$want") <(echo "$got") | grep '^[<>]' | sed 's/^</  -/; s/^>/  +/' >&2 || true
+	fi
+}
+
+# expect_count NAME N REGEX [what]: REGEX (grep -E) matches exactly N lines of the render.
+expect_count() {
+	local name=$1 want=$2 regex=$3 what=${4:-$3} got
+	got=$(grep -cE -- "$regex" "$tmp/$name.yaml" || true)
+	if [ "$got" -eq "$want" ]; then
+		pass
+	else
+		fail "$name: expected $want line(s) matching $what, found $got"
+	fi
+}
+
+# expect_refused WHAT PATTERN [helm args...]: rendering must fail with PATTERN in the error.
+expect_refused() {
+	local what=$1 pattern=$2
+	shift 2
+	if "$HELM" template "$RELEASE" "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+		"$@" >/dev/null 2>"$tmp/refused.err"; then
+		fail "$what: rendered, but must be refused"
+	elif grep -qE -- "$pattern" "$tmp/refused.err"; then
+		pass
+	else
+		fail "$what: refused, but the message lacks /$pattern/: $(cat "$tmp/refused.err")"
+	fi
+}
+
+echo "check.sh: $("$HELM" version --short), kube-version $KUBE_VERSION" >&2
+
+# --- 1. lint -------------------------------------------------------------------------------
+lint() {
+	if "$HELM" lint --strict "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" "$@" \
+		>"$tmp/lint.out" 2>&1; then
+		pass
+	else
+		fail "helm lint --strict $*:"
+		sed 's/^/  /' "$tmp/lint.out" >&2
+	fi
+}
+lint
+for values in "$chart"/ci/*-values.yaml; do
+	lint --values "$values"
+done
+
+# --- 2a. default values --------------------------------------------------------------------
+render default
+expect_kinds default "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
+	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
+# Hardening of both Deployments.
+expect_count default 2 '^ +readOnlyRootFilesystem: true$'
+expect_count default 2 '^ +allowPrivilegeEscalation: false$'
+expect_count default 4 '^ +runAsNonRoot: true$' 'runAsNonRoot (pod + container, x2)'
+expect_count default 4 '^ +type: RuntimeDefault$' 'seccomp RuntimeDefault (pod + container, x2)'
+expect_count default 2 '^ +- ALL$' 'capabilities drop ALL'
+expect_count default 2 '^ +path: /healthz$'
+expect_count default 2 '^ +path: /readyz$'
+expect_count default 8 '^ +(cpu|memory): ' 'cpu/memory requests and limits (x2)'
+expect_count default 1 '^ +type: Recreate$' 'operator strategy Recreate'
+expect_count default 1 '^  replicas: 2$' 'webhook replicas 2'
+expect_count default 1 '^ +image: "ghcr.io/example/podscaler/operator:0\.1\.0"$'
+expect_count default 1 '^ +image: "ghcr.io/example/podscaler/webhook:0\.1\.0"$'
+expect_count default 1 '^ +- --cert-dir=/tmp/k8s-webhook-server/serving-certs$'
+expect_count default 1 '^ +mountPath: /tmp/k8s-webhook-server/serving-certs$'
+expect_count default 0 '^ +- --http2$'
+# Services: webhook 443 -> named port "webhook" (9443).
+expect_count default 3 '^ +port: 443$' 'port 443 (Service + both clientConfigs)'
+expect_count default 1 '^ +containerPort: 9443$'
+# Webhook configurations.
+expect_count default 2 "^    cert-manager.io/inject-ca-from: $NAMESPACE/$RELEASE-podscaler-webhook-serving\$"
+expect_count default 2 '^ +sideEffects: None$'
+expect_count default 2 '^ +admissionReviewVersions: \["v1"\]$'
+expect_count default 2 '^ +operations: \["CREATE", "UPDATE"\]$'
+expect_count default 2 '^        resources: \["podscalers"\]$' 'webhook rules on podscalers'
+expect_count default 2 '^ +failurePolicy: Fail$'
+expect_count default 2 '^ +timeoutSeconds: 10$'
+expect_count default 2 '^ +operator: NotIn$'
+expect_count default 2 "^ +- $NAMESPACE\$" 'the release namespace excluded (x2)'
+expect_count default 1 '^ +path: /mutate-scaling-example-com-v1-podscaler$'
+expect_count default 1 '^ +path: /validate-scaling-example-com-v1-podscaler$'
+expect_count default 0 '^ +caBundle:'
+# The serving certificate names the webhook Service.
+expect_count default 1 "^ +- $RELEASE-podscaler-webhook.$NAMESPACE.svc\$"
+expect_count default 1 "^ +- $RELEASE-podscaler-webhook.$NAMESPACE.svc.cluster.local\$"
+expect_count default 1 '^ +isCA: true$'
+# Least privilege: no wildcard anywhere, and exactly the verbs listed in templates/rbac.yaml.
+expect_count default 0 '"\*"' 'a "*" wildcard'
+expect_count default 1 '^ +verbs: \["get", "list", "watch", "create", "delete"\]$' 'pods verbs'
+expect_count default 2 '^ +verbs: \["get", "list", "watch"\]$' 'podscalers read (operator + webhook)'
+expect_count default 1 '^ +verbs: \["create", "patch"\]$' 'events.k8s.io verbs'
+expect_count default 0 'prometheus.io/scrape'
+
+# --- 2b. every toggle on (the file the e2e suite renders) ----------------------------------------
+render all-on --values "$chart/ci/all-on-values.yaml"
+expect_kinds all-on "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=3 Service=3 Deployment=2
+	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1
+	ServiceMonitor=1 PodMonitor=1 PrometheusRule=1 ConfigMap=1"
+expect_count all-on 3 '^    release: prometheus$' 'release: prometheus on ServiceMonitor, PodMonitor, PrometheusRule'
+expect_count all-on 1 '^    grafana_dashboard: "1"$'
+expect_count all-on 2 '^ +prometheus.io/scrape: "true"$'
+expect_count all-on 2 '^ +honorLabels: true$'
+expect_count all-on 1 '^ +- --http2$'
+expect_count all-on 8 '^ +- alert: PodScaler' 'alerts'
+expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-operator-metrics\$" 'PodMonitor job relabeling (operator)'
+expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-webhook-metrics\$" 'PodMonitor job relabeling (webhook)'
+expect_count all-on 1 '^ +name: prometheus-kube-prometheus-prometheus$' 'metrics-reader binding subject'
+
+# --- 3. variants --------------------------------------------------------------------------
+render namespaced --set operator.watchNamespace=team-a
+expect_kinds namespaced "ServiceAccount=2 ClusterRole=2 ClusterRoleBinding=1 Role=1 RoleBinding=1 Service=3
+	Deployment=2 PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1
+	ValidatingWebhookConfiguration=1"
+expect_count namespaced 2 '^  namespace: team-a$' 'Role and RoleBinding in the watched namespace'
+expect_count namespaced 1 '^ +- --namespace=team-a$'
+
+render own-secret --set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls \
+	--set webhook.tls.secret.caBundle=Q0E=
+expect_kinds own-secret "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
+	PodDisruptionBudget=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
+expect_count own-secret 2 '^ +caBundle: Q0E=$'
+expect_count own-secret 0 'inject-ca-from'
+expect_count own-secret 1 '^ +secretName: my-tls$'
+
+render cluster-issuer --set webhook.tls.certManager.issuerRef.kind=ClusterIssuer \
+	--set webhook.tls.certManager.issuerRef.name=corp-ca --set webhook.tls.certManager.issuerRef.group=cert-manager.io
+expect_kinds cluster-issuer "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
+	PodDisruptionBudget=1 Certificate=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
+expect_count cluster-issuer 1 '^ +kind: ClusterIssuer$'
+expect_count cluster-issuer 2 'inject-ca-from'
+
+render no-webhook --set webhook.enabled=false --set monitoring.serviceMonitor.enabled=true \
+	--set monitoring.prometheusRule.enabled=true
+expect_kinds no-webhook "ServiceAccount=1 ClusterRole=2 ClusterRoleBinding=1 Service=1 Deployment=1
+	ServiceMonitor=1 PrometheusRule=1"
+expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook ones'
+
+render single-webhook --set webhook.replicas=1
+expect_count single-webhook 0 '^kind: PodDisruptionBudget$' 'no PDB that would block drains'
+
+render hooks --set 'operator.extraArgs[0]=--example-flag' --set 'webhook.extraArgs[0]=--example-flag' \
+	--set operator.image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 \
+	--set monitoring.prometheusRule.enabled=true --set 'monitoring.prometheusRule.disabledAlerts[0]=PodScalerPodsUnavailable'
+expect_count hooks 2 '^ +- --example-flag$'
+expect_count hooks 1 '^ +image: "ghcr.io/example/podscaler/operator@sha256:0{64}"$'
+expect_count hooks 7 '^ +- alert: PodScaler' 'alerts minus the disabled one'
+
+render long-name --set fullnameOverride=a-release-name-that-is-much-too-long-for-kubernetes-names-reall
+if awk '/^  name: /{ if (length($2) > 63) bad=1 } END { exit !bad }' "$tmp/long-name.yaml"; then
+	fail "long-name: an object name longer than 63 characters"
+else
+	pass
+fi
+
+# --- 4. refused values --------------------------------------------------------------------
+expect_refused "a typo in a key" "additional properties 'imge' not allowed" --set operator.imge.tag=x
+expect_refused "an unknown top-level key" "additional properties 'replicaCount' not allowed" --set replicaCount=3
+expect_refused "a bad failurePolicy" "failurePolicy" --set webhook.failurePolicy=Sometimes
+expect_refused "a webhook timeout over 30s" "timeoutSeconds" --set webhook.timeoutSeconds=31
+expect_refused "a duration without unit" "requeueAfter" --set operator.requeueAfter=15
+expect_refused "an unknown alert name" "disabledAlerts" --set 'monitoring.prometheusRule.disabledAlerts[0]=NoSuchAlert'
+expect_refused "secret mode without a Secret" "webhook.tls.secret.name" --set webhook.tls.mode=secret
+expect_refused "secret mode without a caBundle" "webhook.tls.secret.caBundle" \
+	--set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls
+expect_refused "a PDB that can never be satisfied" "minAvailable" --set webhook.podDisruptionBudget.minAvailable=2
+expect_refused "a Kubernetes older than the chart supports" "kubeVersion" --kube-version 1.32.0
+
+# --- 5. metric names in the alerts and the dashboard --------------------------------------
+if command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
+	if python3 - "$tmp/all-on.yaml" "$chart/dashboards/podscaler.json" >"$tmp/metrics.out" 2>&1 <<'PY'; then
+import json, re, sys, yaml
+
+# The names the binaries expose (the contract), plus Prometheus' own `up`.
+KNOWN = {
+    "up",
+    "controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
+    "controller_runtime_reconcile_time_seconds_bucket", "controller_runtime_reconcile_time_seconds_sum",
+    "controller_runtime_reconcile_time_seconds_count", "controller_runtime_active_workers",
+    "controller_runtime_max_concurrent_reconciles",
+    "podscaler_desired_pods", "podscaler_current_pods", "podscaler_ready_pods",
+    "podscaler_available_pods", "podscaler_foreign_pods", "podscaler_foreign_pod_deletions_total",
+    "controller_runtime_webhook_requests_total", "controller_runtime_webhook_requests_in_flight",
+    "controller_runtime_webhook_latency_seconds_bucket", "controller_runtime_webhook_latency_seconds_sum",
+    "controller_runtime_webhook_latency_seconds_count", "podscaler_admission_decisions_total",
+}
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+            "bool", "offset", "inf", "nan"}
+
+def metric_names(expr):
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)           # string literals
+    expr = re.sub(r"\{[^}]*\}", "", expr)                       # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)                      # range selectors
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        rest = expr[m.end():].lstrip()
+        if rest.startswith("(") or m.group(0).lower() in KEYWORDS:
+            continue                                            # a function or a keyword
+        if m.start() > 0 and (expr[m.start() - 1].isdigit() or expr[m.start() - 1] == "."):
+            continue                                            # unit or exponent of a number
+        names.add(m.group(0))
+    return names
+
+exprs = []
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "PrometheusRule":
+        for group in doc["spec"]["groups"]:
+            exprs += [("rule " + r.get("alert", r.get("record", "?")), r["expr"]) for r in group["rules"]]
+    if doc and doc.get("kind") == "ConfigMap" and "podscaler.json" in doc.get("data", {}):
+        rendered = json.loads(doc["data"]["podscaler.json"])
+        if rendered != json.load(open(sys.argv[2])):
+            sys.exit("the dashboard ConfigMap differs from dashboards/podscaler.json")
+
+def panels(items):
+    for p in items:
+        yield p
+        yield from panels(p.get("panels", []))
+
+dashboard = json.load(open(sys.argv[2]))
+for p in panels(dashboard["panels"]):
+    exprs += [("panel " + p["title"], t["expr"]) for t in p.get("targets", [])]
+for v in dashboard["templating"]["list"]:
+    if v["type"] == "query":
+        q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        exprs.append(("variable " + v["name"], re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", q)))
+
+bad = [(where, n) for where, e in exprs for n in sorted(metric_names(e)) if n not in KNOWN]
+for where, n in bad:
+    print(f"{where}: unknown metric {n}")
+print(f"{len(exprs)} expressions checked")
+sys.exit(1 if bad or len(exprs) < 20 else 0)
+PY
+		pass
+		echo "check.sh: $(tail -1 "$tmp/metrics.out")" >&2
+	else
+		fail "metric names:"
+		sed 's/^/  /' "$tmp/metrics.out" >&2
+	fi
+else
+	echo "check.sh: SKIP metric-name check (needs python3 with PyYAML)" >&2
+fi
+
+if [ "$failures" -ne 0 ]; then
+	echo "check.sh: $failures of $checks checks failed" >&2
+	exit 1
+fi
+echo "check.sh: all $checks checks passed" >&2
