@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -15,9 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Readiness;
 use crate::api::{PodScaler, selector_matches};
 use crate::reconcile::{self, Context};
-
-/// Buffer of pod events between the pod cache and the controller's trigger stream.
-const POD_EVENT_BUFFER: usize = 1024;
 
 /// Which namespaces to manage.
 #[derive(Clone, Debug)]
@@ -42,7 +40,7 @@ impl Scope {
 }
 
 /// Runs the controller until `shutdown` is cancelled; in-flight reconciles finish first.
-/// `readiness` turns ready once both caches are filled.
+/// `readiness` turns ready once both caches are filled (the pod cache first).
 pub async fn run(
     client: Client,
     scope: Scope,
@@ -51,24 +49,52 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
-    let (pods, pod_writer) = reflector::store_shared(POD_EVENT_BUFFER);
-    let Some(pod_events) = pod_writer.subscribe() else {
-        tracing::error!("the pod cache cannot be shared; this is a bug");
-        return;
-    };
-    let ctx = Arc::new(make_context(pods.clone()));
+    // The PodScaler cache is reflected here rather than inside `Controller::new` so readiness
+    // can follow its initial list: a second waiter on the controller's store readiness would
+    // never wake (it is a oneshot that keeps one waker).
+    let (scalers, scaler_writer) = reflector::store();
+    let scaler_events = watcher(
+        scope.api::<PodScaler>(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(scaler_writer)
+    .inspect_ok(move |event| {
+        if matches!(event, watcher::Event::InitDone) && !readiness.is_ready() {
+            tracing::info!("PodScaler cache filled; ready");
+            readiness.set_ready();
+        }
+    })
+    .touched_objects();
 
-    let observer = Arc::clone(&ctx);
-    let pod_cache = watcher(scope.api::<Pod>(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|pod| pod.managed_fields_mut().clear())
-        .reflect(pod_writer)
-        .inspect_ok(move |event| observer.observe_pod_event(event))
-        .for_each(|event| async move {
-            if let Err(error) = event {
-                tracing::warn!(error = %error, "pod watch failed; retrying");
-            }
-        });
+    // Pod events wake the PodScalers they concern through an unbounded channel: the pod watch
+    // must never wait on the controller (that could stall the cache the controller reads), and
+    // the controller's scheduler deduplicates what queues up.
+    let (triggers, triggered) = mpsc::unbounded();
+    let (pods, pod_writer) = reflector::store();
+    let ctx = Arc::new(make_context(pods.clone()));
+    let pod_cache = {
+        let observer = Arc::clone(&ctx);
+        let scalers = scalers.clone();
+        watcher(scope.api::<Pod>(client), watcher::Config::default())
+            .default_backoff()
+            .modify(|pod| pod.managed_fields_mut().clear())
+            .reflect(pod_writer)
+            .inspect_ok(move |event| {
+                observer.observe_pod_event(event);
+                if let Some(pod) = event_pod(event) {
+                    for scaler in scalers_selecting(&scalers, pod) {
+                        // Fails only once the controller has stopped.
+                        let _ = triggers.unbounded_send(scaler);
+                    }
+                }
+            })
+            .for_each(|event| async move {
+                if let Err(error) = event {
+                    tracing::warn!(error = %error, "pod watch failed; retrying");
+                }
+            })
+    };
     let pod_cache = tokio::spawn(pod_cache);
 
     // A reconcile on an empty pod cache would see no pods and create them all again.
@@ -83,24 +109,10 @@ pub async fn run(
     }
     tracing::info!(pods = pods.len(), "pod cache filled");
 
-    let controller = Controller::new(
-        scope.api::<PodScaler>(client),
-        watcher::Config::default().any_semantic(),
-    )
-    .with_config(controller::Config::default().concurrency(concurrency));
-    let scalers = controller.store();
-    {
-        let scalers = scalers.clone();
-        tokio::spawn(async move {
-            if scalers.wait_until_ready().await.is_ok() {
-                tracing::info!(podscalers = scalers.len(), "PodScaler cache filled; ready");
-                readiness.set_ready();
-            }
-        });
-    }
-
+    let controller = Controller::for_stream(scaler_events, scalers)
+        .with_config(controller::Config::default().concurrency(concurrency));
     controller
-        .watches_shared_stream(pod_events, move |pod| scalers_selecting(&scalers, &pod))
+        .reconcile_on(triggered)
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(
             reconcile::reconcile,
@@ -126,6 +138,17 @@ pub async fn run(
         .await;
     pod_cache.abort();
     tracing::info!("controller stopped");
+}
+
+/// The pod a watch event carries. A relist's pods wake their PodScalers too: pods deleted
+/// while the watch was down show up only as a changed count.
+fn event_pod(event: &watcher::Event<Pod>) -> Option<&Pod> {
+    match event {
+        watcher::Event::Apply(pod)
+        | watcher::Event::Delete(pod)
+        | watcher::Event::InitApply(pod) => Some(pod),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
 }
 
 /// Every PodScaler a pod event concerns: those whose selector matches the pod in its

@@ -110,14 +110,18 @@ impl Context {
     /// [`Expectations::check`] reads the store itself.
     pub fn observe_pod_event(&self, event: &watcher::Event<Pod>) {
         let (pod, view) = match event {
-            watcher::Event::Apply(pod) if pod.metadata.deletion_timestamp.is_some() => {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)
+                if pod.metadata.deletion_timestamp.is_some() =>
+            {
                 (pod, CacheView::Terminating)
             }
-            watcher::Event::Apply(pod) => (pod, CacheView::Present),
-            watcher::Event::Delete(pod) => (pod, CacheView::Absent),
-            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => {
-                return;
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                (pod, CacheView::Present)
             }
+            watcher::Event::Delete(pod) => (pod, CacheView::Absent),
+            // Pods deleted while the watch was down are absent from the relist; the check
+            // against the cache at the next reconcile observes them.
+            watcher::Event::Init | watcher::Event::InitDone => return,
         };
         if let Some(uid) = pod.metadata.uid.as_deref() {
             lock(&self.expectations).observe(uid, view);
