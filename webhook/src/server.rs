@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -29,6 +29,8 @@ use crate::metrics::{ConnectionError, Metrics, UNMATCHED_WEBHOOK};
 /// the old object, each up to etcd's 1.5 MiB, plus metadata.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 7 * 1024 * 1024;
 
+/// How much of an oversized body is read and discarded before answering 413.
+const DRAIN_BYTES: usize = 256 * 1024;
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Largest HTTP/2 header block accepted.
@@ -169,13 +171,11 @@ impl App {
         if declared.is_some_and(|length| length > limits.max_request_bytes as u64) {
             return too_large();
         }
-        let body = Limited::new(request.into_body(), limits.max_request_bytes).collect();
-        let body = match tokio::time::timeout(limits.read_body_timeout, body).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-                return too_large();
-            }
-            Ok(Err(error)) => {
+        let read = read_body(request.into_body(), limits.max_request_bytes);
+        let body = match tokio::time::timeout(limits.read_body_timeout, read).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::Read(error))) => {
                 return admission::reject(
                     StatusCode::BAD_REQUEST,
                     &format!("reading the request body failed: {error}"),
@@ -192,6 +192,44 @@ impl App {
             }
         };
         admission::answer(webhook, &body, self.index.as_ref(), &self.config.admission)
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(Box<dyn StdError + Send + Sync>),
+}
+
+/// Reads at most `limit` bytes of `body`. Past the limit, up to [`DRAIN_BYTES`] more are read
+/// and discarded (as Go's net/http does) so a moderately oversized request ends cleanly and
+/// the client reads the 413 rather than a connection reset; beyond that the connection closes.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut collected = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| BodyError::Read(error.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            if total > limit.saturating_add(DRAIN_BYTES) {
+                break;
+            }
+            collected = Vec::new();
+            continue;
+        }
+        collected.extend_from_slice(&data);
+    }
+    if total > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(Bytes::from(collected))
     }
 }
 
