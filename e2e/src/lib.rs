@@ -1,1 +1,17 @@
+//! The e2e harness: a real Kubernetes control plane on 127.0.0.1 and helpers to run
+//! PodScaler's binaries against it the way a user would.
+//!
+//! Nothing here sends traffic anywhere but 127.0.0.0/8.
 
+pub mod binaries;
+pub mod certs;
+pub mod cluster;
+pub mod kubectl;
+pub mod local_http;
+pub mod observe;
+pub mod process;
+pub mod product;
+pub mod suite;
+pub mod wait;
+
+pub use cluster::{Cluster, Options};

@@ -1,0 +1,151 @@
+//! Child processes of the harness: output to a log file, killed with the harness.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// A running child process whose stdout and stderr go to `<log_dir>/<name>.log`.
+///
+/// It is killed when dropped, and — through `PR_SET_PDEATHSIG` — when the thread that started
+/// it dies, so a killed or panicking test run leaves no orphan. Start long-lived processes
+/// from a thread that outlives them (the test's main thread).
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `args` (and extra `env`).
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = log_dir.join(format!("{name}.log"));
+        let stdout = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let stderr = stdout
+            .try_clone()
+            .context("duplicating the log file handle")?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Path of the log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `Ok(())` while running; an error with the exit status and the log's tail once it exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => anyhow::bail!(
+                "{} exited ({status}); last lines of its log:\n{}",
+                self.name,
+                self.log_tail(40)
+            ),
+            Err(error) => Err(error).with_context(|| format!("checking on {}", self.name)),
+        }
+    }
+
+    /// Sends `signal` to the process group.
+    pub fn signal(&self, signal: libc::c_int) {
+        let Ok(pgid) = libc::pid_t::try_from(self.child.id()) else {
+            return;
+        };
+        // SAFETY: plain syscall on our own child's process group.
+        unsafe {
+            libc::killpg(pgid, signal);
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited after `grace`. Returns the exit status.
+    pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().context("waiting for the process")? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill()
+    }
+
+    /// SIGKILL, then reap. Returns the exit status.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.signal(libc::SIGKILL);
+        self.child
+            .wait()
+            .with_context(|| format!("reaping {}", self.name))
+    }
+
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.kill();
+        }
+    }
+}
+
+/// The last `lines` lines of a file (reads at most the last 256 KiB).
+pub fn tail(path: &Path, lines: usize) -> String {
+    const WINDOW: u64 = 256 * 1024;
+    let Ok(mut file) = File::open(path) else {
+        return format!("({} is not readable)", path.display());
+    };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(WINDOW)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

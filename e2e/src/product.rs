@@ -1,0 +1,142 @@
+//! PodScaler's own parts against a cluster: the CRD, and the operator run as its real binary.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::binaries::Product;
+use crate::cluster::{Cluster, free_port};
+use crate::local_http;
+use crate::process::Process;
+use crate::wait;
+
+/// How long a binary may take to report ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Installs (server-side applies) the PodScaler CRD and waits until it is established.
+pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = podscaler::crd::custom_resource_definition();
+    let name = crd.metadata.name.clone().context("the CRD has a name")?;
+    crds.patch(
+        &name,
+        &PatchParams::apply("podscaler-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("applying the PodScaler CRD")?;
+    wait::until(
+        "the PodScaler CRD to be established",
+        READY_TIMEOUT,
+        || async {
+            let crd = crds.get(&name).await?;
+            let established = crd
+                .status
+                .and_then(|status| status.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            anyhow::ensure!(established, "not established yet");
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The operator binary running against a cluster.
+pub struct Operator {
+    process: Process,
+    metrics_port: u16,
+}
+
+impl Operator {
+    /// Starts `podscaler-operator` with the cluster's kubeconfig, confined to `namespace`, and
+    /// waits for `/readyz`.
+    pub async fn start(
+        cluster: &Cluster,
+        namespace: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut args = vec![
+            format!("--namespace={namespace}"),
+            "--log-level=info,podscaler=debug".to_owned(),
+        ];
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        let name = format!("operator-{namespace}");
+        Self::launch(&name, cluster.kubeconfig(), cluster.dir(), &args).await
+    }
+
+    /// Starts `podscaler-operator` against the cluster `kubeconfig` points at, with `args` plus
+    /// loopback metrics and health ports, logging to `<log_dir>/<name>-<port>.log`; waits for
+    /// `/readyz`.
+    pub async fn launch(
+        name: &str,
+        kubeconfig: &Path,
+        log_dir: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Self> {
+        let product = Product::build()?;
+        let metrics_port = free_port()?;
+        let health_port = free_port()?;
+        let mut args = args.to_vec();
+        args.push(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"));
+        args.push(format!(
+            "--health-probe-bind-address=127.0.0.1:{health_port}"
+        ));
+        let mut process = Process::spawn(
+            &format!("{name}-{metrics_port}"),
+            &product.operator,
+            &args,
+            &[("KUBECONFIG", kubeconfig.display().to_string())],
+            log_dir,
+        )?;
+        let ready = wait::until("the operator to report ready", READY_TIMEOUT, || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let (code, body) = local_http::get(health_port, "/readyz").await?;
+                anyhow::ensure!(code == 200, "/readyz answered {code}: {body}");
+                Ok(())
+            }
+        })
+        .await;
+        if let Err(error) = ready {
+            return Err(error.context(format!("operator log:\n{}", process.log_tail(40))));
+        }
+        Ok(Self {
+            process,
+            metrics_port,
+        })
+    }
+
+    /// Where the operator logs.
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let (code, body) = local_http::get(self.metrics_port, "/metrics").await?;
+        anyhow::ensure!(code == 200, "/metrics answered {code}");
+        Ok(body)
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        self.process.kill().map(drop)
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn stop(&mut self) -> anyhow::Result<bool> {
+        Ok(self.process.terminate(Duration::from_secs(30))?.success())
+    }
+
+    /// The last lines of the operator's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+}

@@ -1,0 +1,666 @@
+//! The operator, run as its real binary, against a real control plane: every scenario asserts
+//! on the cluster's state (and the operator's /metrics), never on logs.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use e2e::observe::{self, ActiveCountRecorder};
+use e2e::product::{self, Operator};
+use e2e::suite::{self, Env, Scenario};
+use e2e::wait;
+use e2e::{Cluster, Options};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use podscaler::status;
+
+/// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
+const CONVERGE: Duration = Duration::from_secs(120);
+
+/// The seed article's sample, byte for byte.
+const SEED_SAMPLE: &str = "\
+apiVersion: scaling.example.com/v1
+kind: PodScaler
+metadata:
+  name: example-podscaler
+spec:
+  count: 4
+  selector:
+    app: nginx
+";
+
+fn main() -> ExitCode {
+    let scenarios: &[(&str, Scenario)] = &[
+        ("s01_seed_sample_converges", |env| {
+            Box::pin(seed_sample_converges(env))
+        }),
+        ("s02_deleted_pod_is_replaced", |env| {
+            Box::pin(deleted_pod_is_replaced(env))
+        }),
+        ("s03_existing_deployment_pods_count", |env| {
+            Box::pin(existing_deployment_pods_count(env))
+        }),
+        ("s04_deployment_added_later_own_pods_go_first", |env| {
+            Box::pin(deployment_added_later_own_pods_go_first(env))
+        }),
+        ("s05_kubectl_scale_up_and_down", |env| {
+            Box::pin(kubectl_scale_up_and_down(env))
+        }),
+        ("s06_deleting_the_podscaler", |env| {
+            Box::pin(deleting_the_podscaler(env))
+        }),
+        ("s07_no_overshoot_either_way", |env| {
+            Box::pin(no_overshoot_either_way(env))
+        }),
+        ("s08_kill_9_mid_scale_up", |env| {
+            Box::pin(kill_9_mid_scale_up(env))
+        }),
+        ("s09_schema_rejects_bad_input", |env| {
+            Box::pin(schema_rejects_bad_input(env))
+        }),
+        ("s10_refused_creates_are_reported", |env| {
+            Box::pin(refused_creates_are_reported(env))
+        }),
+        ("s11_fight_with_a_controller_is_reported", |env| {
+            Box::pin(fight_with_a_controller_is_reported(env))
+        }),
+    ];
+    suite::main(scenarios, Options::default(), |cluster| {
+        Box::pin(setup(cluster))
+    })
+}
+
+async fn setup(cluster: Arc<Cluster>) -> anyhow::Result<()> {
+    product::install_crd(&cluster.client()).await
+}
+
+fn scaler_manifest(name: &str, count: i32, app: &str) -> String {
+    format!(
+        "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: {name}\nspec:\n  count: {count}\n  selector:\n    app: {app}\n"
+    )
+}
+
+fn deployment_manifest(name: &str, replicas: i32, app: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {app}\n  template:\n    metadata:\n      labels:\n        app: {app}\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:latest\n"
+    )
+}
+
+/// Waits until exactly `count` active pods match `selector` and all of them are Running.
+async fn wait_running(
+    env: &Env,
+    selector: &str,
+    count: usize,
+) -> anyhow::Result<Vec<k8s_openapi::api::core::v1::Pod>> {
+    let client = env.client();
+    wait::until(
+        &format!("{count} running pods matching {selector}"),
+        CONVERGE,
+        || async {
+            let pods = observe::active_pods(&client, &env.namespace, selector).await?;
+            let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
+            anyhow::ensure!(
+                pods.len() == count && running == count,
+                "{} active, {running} running",
+                pods.len()
+            );
+            Ok(pods)
+        },
+    )
+    .await
+}
+
+/// Waits until the PodScaler's status reports `count` ready pods for its current generation.
+async fn wait_status_converged(
+    env: &Env,
+    name: &str,
+    count: i32,
+) -> anyhow::Result<podscaler::api::PodScaler> {
+    let client = env.client();
+    wait::until(
+        &format!("{name} to report {count}/{count} ready"),
+        CONVERGE,
+        || async {
+            let scaler = observe::scaler(&client, &env.namespace, name).await?;
+            let status = scaler.status.clone().unwrap_or_default();
+            anyhow::ensure!(
+                status.observed_generation == scaler.metadata.generation
+                    && status.replicas == count
+                    && status.ready_replicas == count,
+                "status {status:?} at generation {:?}",
+                scaler.metadata.generation
+            );
+            Ok(scaler)
+        },
+    )
+    .await
+}
+
+async fn events_for(env: &Env, name: &str) -> anyhow::Result<Vec<Event>> {
+    let events: Api<Event> = Api::namespaced(env.client(), &env.namespace);
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|event| event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect())
+}
+
+async fn wait_event(env: &Env, name: &str, reason: &str) -> anyhow::Result<Event> {
+    wait::until(&format!("a {reason} event on {name}"), CONVERGE, || async {
+        let events = events_for(env, name).await?;
+        events
+            .iter()
+            .find(|event| event.reason.as_deref() == Some(reason))
+            .cloned()
+            .with_context(|| {
+                let seen: Vec<_> = events.iter().filter_map(|e| e.reason.clone()).collect();
+                format!("events so far: {seen:?}")
+            })
+    })
+    .await
+}
+
+fn condition<'a>(
+    scaler: &'a podscaler::api::PodScaler,
+    type_: &str,
+) -> anyhow::Result<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    scaler
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == type_))
+        .with_context(|| format!("no {type_} condition in {:?}", scaler.status))
+}
+
+async fn seed_sample_converges(env: Env) -> anyhow::Result<()> {
+    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(SEED_SAMPLE).await?;
+    let pods = wait_running(&env, "app=nginx", 4).await?;
+    for pod in &pods {
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or_default();
+        anyhow::ensure!(
+            node.starts_with("kwok-node-"),
+            "pod on {node:?}, not a kwok node"
+        );
+        anyhow::ensure!(
+            observe::controller_kind(pod) == Some("PodScaler"),
+            "pod not owned by the PodScaler"
+        );
+    }
+    let scaler = wait_status_converged(&env, "example-podscaler", 4).await?;
+    let status = scaler.status.clone().unwrap_or_default();
+    anyhow::ensure!(
+        status.selector == "app=nginx",
+        "selector {:?}",
+        status.selector
+    );
+    let ready = condition(&scaler, status::READY)?;
+    anyhow::ensure!(
+        ready.status == "True" && ready.reason == status::reason::CONVERGED,
+        "{ready:?}"
+    );
+
+    let table = env.kubectl(&["get", "podscaler"]).await?;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    anyhow::ensure!(
+        header == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "header {header:?}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    anyhow::ensure!(
+        row.get(..4) == Some(&["example-podscaler", "4", "4", "4"][..]),
+        "row {row:?}"
+    );
+    let short = env.kubectl(&["get", "psc", "-o", "name"]).await?;
+    anyhow::ensure!(
+        short.trim() == "podscaler.scaling.example.com/example-podscaler",
+        "{short}"
+    );
+
+    let metrics = wait::until(
+        "the per-PodScaler gauges and a requeue_after reconcile",
+        CONVERGE,
+        || async {
+            let page = operator.metrics().await?;
+            let labels = [
+                ("namespace", env.namespace.as_str()),
+                ("name", "example-podscaler"),
+            ];
+            let desired = observe::sample(&page, "podscaler_desired_pods", &labels);
+            let ready = observe::sample(&page, "podscaler_ready_pods", &labels);
+            let requeued = observe::sample(
+                &page,
+                "controller_runtime_reconcile_total",
+                &[("controller", "podscaler"), ("result", "requeue_after")],
+            );
+            anyhow::ensure!(
+                desired == Some(4.0) && ready == Some(4.0) && requeued.is_some_and(|n| n >= 1.0),
+                "desired {desired:?}, ready {ready:?}, requeue_after {requeued:?}"
+            );
+            Ok(page)
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        observe::sample(
+            &metrics,
+            "controller_runtime_reconcile_errors_total",
+            &[("controller", "podscaler")]
+        ) == Some(0.0),
+        "no reconcile errors expected"
+    );
+    Ok(())
+}
+
+async fn deleted_pod_is_replaced(env: Env) -> anyhow::Result<()> {
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(SEED_SAMPLE).await?;
+    let before = wait_running(&env, "app=nginx", 4).await?;
+    let victim = before[0].metadata.name.clone().context("pod name")?;
+    let victim_uid = before[0].metadata.uid.clone().context("pod uid")?;
+    env.kubectl(&["delete", "pod", &victim, "--wait=false"])
+        .await?;
+    let client = env.client();
+    wait::until("a running replacement pod", CONVERGE, || async {
+        let pods = observe::active_pods(&client, &env.namespace, "app=nginx").await?;
+        let replaced = pods
+            .iter()
+            .all(|pod| pod.metadata.uid.as_deref() != Some(victim_uid.as_str()));
+        let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
+        anyhow::ensure!(
+            replaced && running == 4 && pods.len() == 4,
+            "replaced {replaced}, {running} running of {}",
+            pods.len()
+        );
+        Ok(())
+    })
+    .await?;
+    wait_status_converged(&env, "example-podscaler", 4).await?;
+    Ok(())
+}
+
+async fn existing_deployment_pods_count(env: Env) -> anyhow::Result<()> {
+    env.apply(&deployment_manifest("nginx", 1, "nginx")).await?;
+    let deployment_pod = wait_running(&env, "app=nginx", 1).await?.remove(0);
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(&scaler_manifest("web", 4, "nginx")).await?;
+    let scaler = wait_status_converged(&env, "web", 4).await?;
+    let uid = scaler.metadata.uid.clone().context("uid")?;
+    let pods = wait_running(&env, "app=nginx", 4).await?;
+    let own = pods
+        .iter()
+        .filter(|pod| observe::controlled_by(pod, &uid))
+        .count();
+    anyhow::ensure!(own == 3, "the PodScaler created {own} pods, expected 3");
+    anyhow::ensure!(
+        pods.iter()
+            .any(|pod| pod.metadata.uid == deployment_pod.metadata.uid),
+        "the Deployment's pod must be kept"
+    );
+    anyhow::ensure!(
+        scaler
+            .status
+            .as_ref()
+            .is_some_and(|s| s.foreign_replicas == 1),
+        "{:?}",
+        scaler.status
+    );
+    Ok(())
+}
+
+async fn deployment_added_later_own_pods_go_first(env: Env) -> anyhow::Result<()> {
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(SEED_SAMPLE).await?;
+    wait_running(&env, "app=nginx", 4).await?;
+    let uid = observe::scaler(&env.client(), &env.namespace, "example-podscaler")
+        .await?
+        .metadata
+        .uid
+        .context("uid")?;
+    env.apply(&deployment_manifest("nginx", 3, "nginx")).await?;
+
+    let client = env.client();
+    wait::until("1 own pod and the Deployment's 3", CONVERGE, || async {
+        let pods = observe::active_pods(&client, &env.namespace, "app=nginx").await?;
+        let own = pods
+            .iter()
+            .filter(|pod| observe::controlled_by(pod, &uid))
+            .count();
+        let replica_set = pods
+            .iter()
+            .filter(|pod| observe::controller_kind(pod) == Some("ReplicaSet"))
+            .count();
+        anyhow::ensure!(
+            own == 1 && replica_set == 3 && pods.len() == 4,
+            "own {own}, ReplicaSet {replica_set}"
+        );
+        Ok(())
+    })
+    .await?;
+    let scaler = wait_status_converged(&env, "example-podscaler", 4).await?;
+    anyhow::ensure!(
+        scaler
+            .status
+            .as_ref()
+            .is_some_and(|s| s.foreign_replicas == 3),
+        "{:?}",
+        scaler.status
+    );
+    let contended = condition(&scaler, status::CONTENDED)?;
+    anyhow::ensure!(
+        contended.status == "True" && contended.reason == status::reason::SHARED_SELECTOR,
+        "{contended:?}"
+    );
+    anyhow::ensure!(
+        contended.message.contains("ReplicaSet/nginx-"),
+        "{}",
+        contended.message
+    );
+    let event = wait_event(&env, "example-podscaler", status::reason::SHARED_SELECTOR).await?;
+    anyhow::ensure!(event.type_.as_deref() == Some("Warning"), "{event:?}");
+    wait_event(&env, "example-podscaler", "SuccessfulDelete").await?;
+    Ok(())
+}
+
+async fn kubectl_scale_up_and_down(env: Env) -> anyhow::Result<()> {
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(&scaler_manifest("web", 2, "web")).await?;
+    wait_running(&env, "app=web", 2).await?;
+    for replicas in [6, 1] {
+        env.kubectl(&["scale", "podscaler/web", &format!("--replicas={replicas}")])
+            .await?;
+        wait_running(&env, "app=web", replicas).await?;
+        let count = i32::try_from(replicas)?;
+        let scaler = wait_status_converged(&env, "web", count).await?;
+        anyhow::ensure!(scaler.spec.count == count);
+    }
+    let scale = env
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!(
+                "/apis/scaling.example.com/v1/namespaces/{}/podscalers/web/scale",
+                env.namespace
+            ),
+        ])
+        .await?;
+    let scale: serde_json::Value = serde_json::from_str(&scale)?;
+    anyhow::ensure!(
+        scale["status"]["selector"] == "app=web",
+        "scale subresource: {scale}"
+    );
+    anyhow::ensure!(
+        scale["status"]["replicas"] == 1,
+        "scale subresource: {scale}"
+    );
+    Ok(())
+}
+
+async fn deleting_the_podscaler(env: Env) -> anyhow::Result<()> {
+    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(&scaler_manifest("web", 3, "web")).await?;
+    wait_running(&env, "app=web", 3).await?;
+    let labels = [("namespace", env.namespace.as_str()), ("name", "web")];
+    wait::until("the PodScaler's gauges", CONVERGE, || async {
+        let page = operator.metrics().await?;
+        anyhow::ensure!(
+            observe::sample(&page, "podscaler_current_pods", &labels) == Some(3.0),
+            "not yet"
+        );
+        Ok(())
+    })
+    .await?;
+    env.kubectl(&["delete", "podscaler", "web", "--wait=true"])
+        .await?;
+    let client = env.client();
+    wait::until(
+        "garbage collection of the PodScaler's pods",
+        CONVERGE,
+        || async {
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(client.clone(), &env.namespace);
+            let left = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await?
+                .items
+                .len();
+            anyhow::ensure!(left == 0, "{left} pods left");
+            Ok(())
+        },
+    )
+    .await?;
+    wait::until(
+        "the PodScaler's metric series to disappear",
+        CONVERGE,
+        || async {
+            let page = operator.metrics().await?;
+            let left: Vec<&str> = page
+                .lines()
+                .filter(|line| line.contains(&format!("namespace=\"{}\"", env.namespace)))
+                .collect();
+            anyhow::ensure!(left.is_empty(), "series left: {left:?}");
+            Ok(())
+        },
+    )
+    .await
+}
+
+async fn no_overshoot_either_way(env: Env) -> anyhow::Result<()> {
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    let mut recorder =
+        ActiveCountRecorder::start(&env.client(), &env.namespace, "app=burst").await?;
+    env.apply(&scaler_manifest("burst", 0, "burst")).await?;
+
+    let up = recorder.mark();
+    env.kubectl(&["scale", "podscaler/burst", "--replicas=100"])
+        .await?;
+    tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count == 100))
+        .await
+        .context("scaling up to 100")??;
+    wait_status_converged(&env, "burst", 100).await?;
+    let highest = recorder.max_since(up).context("no events recorded")?;
+    anyhow::ensure!(
+        highest == 100,
+        "active pods reached {highest} on the way to 100"
+    );
+
+    let down = recorder.mark();
+    env.kubectl(&["scale", "podscaler/burst", "--replicas=10"])
+        .await?;
+    tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count == 10))
+        .await
+        .context("scaling down to 10")??;
+    wait_status_converged(&env, "burst", 10).await?;
+    let lowest = recorder.min_since(down).context("no events recorded")?;
+    anyhow::ensure!(
+        lowest == 10,
+        "active pods fell to {lowest} on the way down to 10"
+    );
+    let highest = recorder.max_since(down).context("no events recorded")?;
+    // Samples after the mark start at 99 (the first deletion): never above where it started.
+    anyhow::ensure!(
+        highest <= 100,
+        "active pods rose to {highest} while scaling down"
+    );
+    Ok(())
+}
+
+async fn kill_9_mid_scale_up(env: Env) -> anyhow::Result<()> {
+    const TARGET: usize = 200;
+    let mut operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    let mut recorder =
+        ActiveCountRecorder::start(&env.client(), &env.namespace, "app=restart").await?;
+    env.apply(&scaler_manifest("restart", 0, "restart")).await?;
+    let start = recorder.mark();
+    env.kubectl(&[
+        "scale",
+        "podscaler/restart",
+        &format!("--replicas={TARGET}"),
+    ])
+    .await?;
+    // Kill as soon as the watch sees the first new pods: the operator is mid-way through its
+    // slow-start batches.
+    let seen = tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count >= 1))
+        .await
+        .context("waiting for the first pod")??;
+    operator.kill_hard()?;
+    let at_kill = observe::active_pods(&env.client(), &env.namespace, "app=restart")
+        .await?
+        .len();
+    anyhow::ensure!(
+        at_kill < TARGET,
+        "the scale-up finished before the kill ({at_kill} pods, first seen {seen}): nothing was tested"
+    );
+
+    let _restarted = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count == TARGET))
+        .await
+        .context("converging after the restart")??;
+    wait_status_converged(&env, "restart", i32::try_from(TARGET)?).await?;
+    let highest = recorder.max_since(start).context("no events")?;
+    anyhow::ensure!(
+        highest == TARGET,
+        "active pods reached {highest} (killed at {at_kill})"
+    );
+    Ok(())
+}
+
+async fn schema_rejects_bad_input(env: Env) -> anyhow::Result<()> {
+    let negative = env
+        .apply_refused(&scaler_manifest("negative", -1, "x"))
+        .await?;
+    anyhow::ensure!(
+        negative.contains("spec.count") && negative.contains("greater than or equal to 0"),
+        "{negative}"
+    );
+    let empty = env
+        .apply_refused(
+            "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: empty\nspec:\n  count: 1\n  selector: {}\n",
+        )
+        .await?;
+    anyhow::ensure!(
+        empty.contains("spec.selector must contain at least one label"),
+        "{empty}"
+    );
+    env.apply(&scaler_manifest("immutable", 0, "first")).await?;
+    let changed = env
+        .apply_refused(&scaler_manifest("immutable", 0, "second"))
+        .await?;
+    anyhow::ensure!(changed.contains("spec.selector is immutable"), "{changed}");
+    let stored = observe::scaler(&env.client(), &env.namespace, "immutable").await?;
+    anyhow::ensure!(
+        stored.spec.selector.get("app").map(String::as_str) == Some("first"),
+        "the stored selector changed: {:?}",
+        stored.spec.selector
+    );
+    Ok(())
+}
+
+async fn refused_creates_are_reported(env: Env) -> anyhow::Result<()> {
+    env.apply(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: two-pods\nspec:\n  hard:\n    pods: \"2\"\n",
+    )
+    .await?;
+    let client = env.client();
+    // The quota only admits pods once the controller-manager has computed its usage.
+    wait::until("the quota's usage to be computed", CONVERGE, || async {
+        let quota = env
+            .kubectl(&[
+                "get",
+                "resourcequota",
+                "two-pods",
+                "-o",
+                "jsonpath={.status.used.pods}",
+            ])
+            .await?;
+        anyhow::ensure!(quota.trim() == "0", "used: {quota:?}");
+        Ok(())
+    })
+    .await?;
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(&scaler_manifest("quota", 5, "quota")).await?;
+    let scaler = wait::until("a FailedCreate condition", CONVERGE, || async {
+        let scaler = observe::scaler(&client, &env.namespace, "quota").await?;
+        let failure = condition(&scaler, status::REPLICA_FAILURE)?;
+        anyhow::ensure!(
+            failure.status == "True" && failure.reason == status::reason::FAILED_CREATE,
+            "{failure:?}"
+        );
+        Ok(scaler)
+    })
+    .await?;
+    let failure = condition(&scaler, status::REPLICA_FAILURE)?;
+    anyhow::ensure!(
+        failure.message.contains("exceeded quota: two-pods"),
+        "{}",
+        failure.message
+    );
+    let event = wait_event(&env, "quota", "FailedCreate").await?;
+    let note = event.note.unwrap_or_default();
+    anyhow::ensure!(note.contains("exceeded quota: two-pods"), "{note}");
+    anyhow::ensure!(event.type_.as_deref() == Some("Warning"));
+    wait_running(&env, "app=quota", 2).await?;
+
+    env.kubectl(&["delete", "resourcequota", "two-pods"])
+        .await?;
+    wait_running(&env, "app=quota", 5).await?;
+    let scaler = wait_status_converged(&env, "quota", 5).await?;
+    let cleared = condition(&scaler, status::REPLICA_FAILURE)?;
+    anyhow::ensure!(cleared.status == "False", "{cleared:?}");
+    Ok(())
+}
+
+async fn fight_with_a_controller_is_reported(env: Env) -> anyhow::Result<()> {
+    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(&scaler_manifest("fight", 2, "fight")).await?;
+    wait_running(&env, "app=fight", 2).await?;
+    // A Deployment that wants more pods than the PodScaler allows: every pod the PodScaler
+    // deletes, the ReplicaSet recreates.
+    env.apply(&deployment_manifest("fight", 3, "fight")).await?;
+    let client = env.client();
+    let scaler = wait::until("the fight to be reported", CONVERGE, || async {
+        let scaler = observe::scaler(&client, &env.namespace, "fight").await?;
+        let contended = condition(&scaler, status::CONTENDED)?;
+        anyhow::ensure!(
+            contended.status == "True" && contended.reason == status::reason::FIGHTING_CONTROLLER,
+            "{contended:?}"
+        );
+        Ok(scaler)
+    })
+    .await?;
+    let message = &condition(&scaler, status::CONTENDED)?.message;
+    anyhow::ensure!(message.contains("ReplicaSet/fight-"), "{message}");
+    wait_event(&env, "fight", status::reason::FIGHTING_CONTROLLER).await?;
+    let page = operator.metrics().await?;
+    let deleted = observe::sample(
+        &page,
+        "podscaler_foreign_pod_deletions_total",
+        &[("namespace", env.namespace.as_str()), ("name", "fight")],
+    );
+    anyhow::ensure!(
+        deleted.is_some_and(|n| n >= 1.0),
+        "foreign deletions: {deleted:?}"
+    );
+
+    // End the fight: the Deployment steps back and the PodScaler holds its count alone.
+    env.kubectl(&["scale", "deployment/fight", "--replicas=0"])
+        .await?;
+    wait_running(&env, "app=fight", 2).await?;
+    wait_status_converged(&env, "fight", 2).await?;
+    Ok(())
+}
