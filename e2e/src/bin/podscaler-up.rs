@@ -1,0 +1,206 @@
+//! `podscaler-up`: runs PodScaler the quickest way a user can see it work.
+//!
+//! Uses the cluster the current kubeconfig points at when it answers; otherwise starts the
+//! local control plane the e2e suite uses (etcd, kube-apiserver, controller-manager, scheduler,
+//! kwok nodes on 127.0.0.1). Then installs the CRD, runs the operator binary as a local
+//! process, applies the seed sample, waits for its pods and shows them. Ctrl-C stops the
+//! operator (and the local control plane, if it started one); the sample stays in a cluster
+//! that was already there, so `kubectl delete podscaler example-podscaler` cleans it up.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use e2e::kubectl::Kubectl;
+use e2e::product::{self, Operator};
+use e2e::{Cluster, Options, observe, wait};
+use kube::Client;
+
+/// The seed article's sample.
+const SEED_SAMPLE: &str = "\
+apiVersion: scaling.example.com/v1
+kind: PodScaler
+metadata:
+  name: example-podscaler
+spec:
+  count: 4
+  selector:
+    app: nginx
+";
+
+/// How long an existing cluster may take to answer before the local one is started.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the sample's pods may take to run.
+const CONVERGE: Duration = Duration::from_secs(180);
+
+/// Where PodScaler runs: a cluster that was there, or one this command started.
+enum Target {
+    Existing {
+        kubeconfig: PathBuf,
+        client: Client,
+        logs: tempfile::TempDir,
+    },
+    Local(Box<Cluster>),
+}
+
+impl Target {
+    fn kubeconfig(&self) -> PathBuf {
+        match self {
+            Self::Existing { kubeconfig, .. } => kubeconfig.clone(),
+            Self::Local(cluster) => cluster.kubeconfig().to_path_buf(),
+        }
+    }
+
+    fn client(&self) -> Client {
+        match self {
+            Self::Existing { client, .. } => client.clone(),
+            Self::Local(cluster) => cluster.client(),
+        }
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        match self {
+            Self::Existing { logs, .. } => logs.path().to_path_buf(),
+            Self::Local(cluster) => cluster.dir().to_path_buf(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Current-thread runtime on the main thread: the child processes' parent-death signal is
+    // tied to the thread that started them, which must live as long as they do.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let target = match existing_cluster().await {
+        Some(existing) => existing,
+        None => {
+            eprintln!(
+                "no reachable cluster in the current kubeconfig: starting a local control plane"
+            );
+            eprintln!("(the first run builds it from source and takes about 15 minutes)");
+            Target::Local(Box::new(Cluster::start(Options::default()).await?))
+        }
+    };
+    let kubeconfig = target.kubeconfig();
+    let client = target.client();
+
+    product::install_crd(&client).await?;
+    let operator = Operator::launch(
+        "podscaler-operator",
+        &kubeconfig,
+        &target.log_dir(),
+        &["--log-level=info".to_owned()],
+    )
+    .await?;
+    let kubectl = Kubectl::new(&kubeconfig);
+    kubectl
+        .run_with_input(&["apply", "-f", "-"], Some(SEED_SAMPLE))
+        .await
+        .context("applying the seed sample")?;
+    let namespace = client.default_namespace().to_owned();
+    wait::until("the sample's 4 pods to run", CONVERGE, || async {
+        let pods = observe::active_pods(&client, &namespace, "app=nginx").await?;
+        let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
+        anyhow::ensure!(running >= 4, "{running} running");
+        Ok(())
+    })
+    .await?;
+    println!(
+        "{}",
+        kubectl
+            .run(&["get", "podscaler", "example-podscaler"])
+            .await?
+    );
+    println!(
+        "{}",
+        kubectl
+            .run(&["get", "pods", "-l", "app=nginx", "-o", "wide"])
+            .await?
+    );
+    println!("operator log: {}", operator.log_path().display());
+    println!(
+        "try:  KUBECONFIG={} kubectl scale podscaler example-podscaler --replicas=6",
+        kubeconfig.display()
+    );
+    println!(
+        "Ctrl-C stops the operator{}.",
+        match target {
+            Target::Local(_) => " and the local control plane",
+            Target::Existing { .. } => "",
+        }
+    );
+
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    eprintln!("stopping");
+    drop(operator);
+    drop(target);
+    Ok(())
+}
+
+/// The current kubeconfig's cluster, when there is one and it answers within [`PROBE_TIMEOUT`].
+async fn existing_cluster() -> Option<Target> {
+    let config = kube::Config::infer().await.ok()?;
+    let client = Client::try_from(config).ok()?;
+    match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            eprintln!(
+                "using the current kubeconfig's cluster (Kubernetes {})",
+                version.git_version
+            );
+        }
+        Ok(Err(error)) => {
+            eprintln!("the current kubeconfig's cluster does not answer: {error}");
+            return None;
+        }
+        Err(_) => {
+            eprintln!("the current kubeconfig's cluster did not answer within {PROBE_TIMEOUT:?}");
+            return None;
+        }
+    }
+    let kubeconfig = kubeconfig_path()?;
+    let logs = tempfile::Builder::new()
+        .prefix("podscaler-up-")
+        .tempdir()
+        .ok()?;
+    Some(Target::Existing {
+        kubeconfig,
+        client,
+        logs,
+    })
+}
+
+/// The kubeconfig file kube and kubectl read: the first of `$KUBECONFIG`, or `~/.kube/config`.
+fn kubeconfig_path() -> Option<PathBuf> {
+    if let Some(paths) = std::env::var_os("KUBECONFIG") {
+        return std::env::split_paths(&paths).find(|path| path.exists());
+    }
+    let home = std::env::var_os("HOME")?;
+    Some(PathBuf::from(home).join(".kube/config"))
+}
