@@ -16,6 +16,8 @@ pub struct Issued {
     pub cert_pem: String,
     /// Private key (PKCS#8), PEM.
     pub key_pem: String,
+    /// Certificate, DER (what a TLS handshake presents).
+    pub cert_der: Vec<u8>,
 }
 
 /// A certificate authority that issues the cluster's certificates.
@@ -109,6 +111,7 @@ impl Authority {
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
         })
     }
 }

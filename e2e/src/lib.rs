@@ -13,5 +13,6 @@ pub mod process;
 pub mod product;
 pub mod suite;
 pub mod wait;
+pub mod webhook;
 
 pub use cluster::{Cluster, Options};

@@ -1,0 +1,245 @@
+//! The admission webhook run as its real binary on 127.0.0.1, registered with the cluster the
+//! way the Helm chart registers it, but with a `url` clientConfig (the API server runs on this
+//! machine, not in a pod network) and a namespace selector that confines it to one namespace.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use kube::api::{Api, PostParams};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::binaries::Product;
+use crate::certs::Issued;
+use crate::cluster::{Cluster, free_port};
+use crate::process::Process;
+use crate::{local_http, wait};
+
+/// How long the webhook may take to report ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The label a namespace carries to have its PodScalers reviewed by one test webhook.
+pub const NAMESPACE_LABEL: &str = "podscaler-e2e/webhook";
+
+/// Admission paths, as the chart registers them.
+pub const MUTATE_PATH: &str = "/mutate-scaling-example-com-v1-podscaler";
+/// See [`MUTATE_PATH`].
+pub const VALIDATE_PATH: &str = "/validate-scaling-example-com-v1-podscaler";
+
+/// `podscaler-webhook` serving from a certificate directory laid out like a mounted Secret.
+pub struct Webhook {
+    process: Process,
+    port: u16,
+    metrics_port: u16,
+    certs: SecretVolume,
+}
+
+impl Webhook {
+    /// Starts the webhook with a serving certificate from the cluster's CA (which the API
+    /// server is told to trust) and waits for `/readyz`. The certificate files are re-read
+    /// every second so rotation is quick to observe.
+    pub async fn start(cluster: &Cluster, name: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let product = Product::build()?;
+        let certs = SecretVolume::create(&cluster.dir().join(format!("{name}-certs")))?;
+        certs.write(&serving_certificate(cluster)?)?;
+        let port = free_port()?;
+        let metrics_port = free_port()?;
+        let health_port = free_port()?;
+        let mut args = vec![
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--cert-dir={}", certs.dir.display()),
+            "--cert-poll-interval=1s".to_owned(),
+            format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
+            format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
+            "--log-level=info,podscaler_webhook=debug".to_owned(),
+        ];
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        let mut process = Process::spawn(
+            &format!("webhook-{name}"),
+            &product.webhook,
+            &args,
+            &[("KUBECONFIG", cluster.kubeconfig().display().to_string())],
+            cluster.dir(),
+        )?;
+        let ready = wait::until("the webhook to report ready", READY_TIMEOUT, || {
+            let running = process.check_running();
+            async move {
+                running?;
+                let (code, body) = local_http::get(health_port, "/readyz").await?;
+                anyhow::ensure!(code == 200, "/readyz answered {code}: {body}");
+                Ok(())
+            }
+        })
+        .await;
+        if let Err(error) = ready {
+            return Err(error.context(format!("webhook log:\n{}", process.log_tail(40))));
+        }
+        Ok(Self {
+            process,
+            port,
+            metrics_port,
+            certs,
+        })
+    }
+
+    /// Registers mutating and validating configurations named `name` for PodScaler CREATE and
+    /// UPDATE in namespaces labelled [`NAMESPACE_LABEL`]`=name`, with `failurePolicy: Fail`.
+    /// They are cluster-scoped but, through that label, concern no other namespace, so they
+    /// stay until the cluster goes.
+    pub async fn register(&self, cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+        let client = cluster.client();
+        let ca_bundle = k8s_openapi::ByteString(cluster.authority().cert_pem().as_bytes().to_vec());
+        let hook = |prefix: &str, path: &str| {
+            json!({
+                "name": format!("{prefix}{name}.podscaler.scaling.example.com"),
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "clientConfig": {
+                    "url": format!("https://127.0.0.1:{}{path}", self.port),
+                    "caBundle": ca_bundle,
+                },
+                "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: name}},
+                "rules": [{
+                    "apiGroups": ["scaling.example.com"],
+                    "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "resources": ["podscalers"],
+                    "scope": "Namespaced",
+                }],
+            })
+        };
+        let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "webhooks": [hook("m", MUTATE_PATH)],
+        }))?;
+        let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "webhooks": [hook("v", VALIDATE_PATH)],
+        }))?;
+        Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &mutating)
+            .await
+            .context("creating the MutatingWebhookConfiguration")?;
+        Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &validating)
+            .await
+            .context("creating the ValidatingWebhookConfiguration")?;
+        Ok(())
+    }
+
+    /// Issues a new serving certificate and swaps it in as the kubelet swaps a Secret
+    /// volume's contents (a new timestamped directory, then `..data` re-pointed atomically).
+    pub fn rotate(&self, cluster: &Cluster) -> anyhow::Result<Issued> {
+        let issued = serving_certificate(cluster)?;
+        self.certs.write(&issued)?;
+        Ok(issued)
+    }
+
+    /// Writes unparsable certificate files (a botched rotation).
+    pub fn break_certificate(&self) -> anyhow::Result<()> {
+        self.certs.write(&Issued {
+            cert_pem: "not a certificate\n".to_owned(),
+            key_pem: "not a key\n".to_owned(),
+            cert_der: Vec::new(),
+        })
+    }
+
+    /// The certificate the webhook presents to a new TLS handshake, DER.
+    pub async fn served_certificate(&self, cluster: &Cluster) -> anyhow::Result<Vec<u8>> {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = CertificateDer::from_pem_slice(cluster.authority().cert_pem().as_bytes())
+            .context("parsing the cluster CA")?;
+        roots.add(ca).context("trusting the cluster CA")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .context("connecting to the webhook")?;
+        let server = ServerName::try_from("127.0.0.1").context("server name")?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(server, stream)
+            .await
+            .context("TLS handshake with the webhook")?;
+        let (_, session) = tls.get_ref();
+        let leaf = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .context("the webhook presented no certificate")?;
+        Ok(leaf.to_vec())
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let (code, body) = local_http::get(self.metrics_port, "/metrics").await?;
+        anyhow::ensure!(code == 200, "/metrics answered {code}");
+        Ok(body)
+    }
+
+    /// Fails when the webhook has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        self.process.check_running()
+    }
+
+    /// The last lines of the webhook's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+}
+
+fn serving_certificate(cluster: &Cluster) -> anyhow::Result<Issued> {
+    cluster
+        .authority()
+        .serving("podscaler-webhook", &["localhost"], &[])
+}
+
+/// A directory laid out as the kubelet lays out a Secret volume: `tls.crt -> ..data/tls.crt`,
+/// `..data -> ..<generation>`; an update writes a new generation and re-points `..data`.
+struct SecretVolume {
+    dir: PathBuf,
+    generation: AtomicU32,
+}
+
+impl SecretVolume {
+    fn create(dir: &Path) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for file in ["tls.crt", "tls.key"] {
+            std::os::unix::fs::symlink(Path::new("..data").join(file), dir.join(file))
+                .with_context(|| format!("linking {file}"))?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            generation: AtomicU32::new(0),
+        })
+    }
+
+    fn write(&self, issued: &Issued) -> anyhow::Result<()> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst);
+        let data = format!("..{generation}");
+        let target = self.dir.join(&data);
+        fs::create_dir(&target).with_context(|| format!("creating {}", target.display()))?;
+        fs::write(target.join("tls.crt"), &issued.cert_pem).context("writing tls.crt")?;
+        fs::write(target.join("tls.key"), &issued.key_pem).context("writing tls.key")?;
+        let staging = self.dir.join("..data_tmp");
+        let _ = fs::remove_file(&staging);
+        std::os::unix::fs::symlink(&data, &staging).context("linking ..data_tmp")?;
+        fs::rename(&staging, self.dir.join("..data")).context("swapping ..data")?;
+        Ok(())
+    }
+}

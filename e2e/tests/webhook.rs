@@ -1,0 +1,333 @@
+//! The admission webhook, run as its real binary, called by the real API server over TLS: each
+//! scenario starts its own webhook, registers it for its own namespace only, and asserts on
+//! what the API server stores or refuses, on the certificate the webhook presents and on its
+//! /metrics.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use e2e::observe;
+use e2e::product::{self, Operator};
+use e2e::suite::{self, Env, Scenario};
+use e2e::wait;
+use e2e::webhook::{MUTATE_PATH, NAMESPACE_LABEL, VALIDATE_PATH, Webhook};
+use e2e::{Cluster, Options};
+
+/// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
+const CONVERGE: Duration = Duration::from_secs(120);
+
+/// The seed article's sample, byte for byte.
+const SEED_SAMPLE: &str = "\
+apiVersion: scaling.example.com/v1
+kind: PodScaler
+metadata:
+  name: example-podscaler
+spec:
+  count: 4
+  selector:
+    app: nginx
+";
+
+fn main() -> ExitCode {
+    let scenarios: &[(&str, Scenario)] = &[
+        ("w01_sample_is_defaulted_and_runs", |env| {
+            Box::pin(sample_is_defaulted_and_runs(env))
+        }),
+        ("w02_every_violation_is_reported", |env| {
+            Box::pin(every_violation_is_reported(env))
+        }),
+        ("w03_overlap_names_the_other_podscaler", |env| {
+            Box::pin(overlap_names_the_other_podscaler(env))
+        }),
+        ("w04_rotated_certificate_is_served", |env| {
+            Box::pin(rotated_certificate_is_served(env))
+        }),
+    ];
+    suite::main(scenarios, Options::default(), |cluster| {
+        Box::pin(setup(cluster))
+    })
+}
+
+async fn setup(cluster: Arc<Cluster>) -> anyhow::Result<()> {
+    product::install_crd(&cluster.client()).await
+}
+
+/// Starts a webhook for this scenario, sends the namespace's PodScalers to it, and waits
+/// until the API server does (it learns of new webhook configurations through a watch).
+async fn webhook_for(env: &Env) -> anyhow::Result<Webhook> {
+    let webhook = Webhook::start(&env.cluster, &env.namespace, &[]).await?;
+    webhook.register(&env.cluster, &env.namespace).await?;
+    env.kubectl
+        .run(&[
+            "label",
+            "namespace",
+            &env.namespace,
+            &format!("{NAMESPACE_LABEL}={}", env.namespace),
+        ])
+        .await?;
+    let probe = scaler_manifest("webhook-probe", 0, &[("probe", "webhook")]);
+    wait::until("the API server to call the webhook", CONVERGE, || async {
+        let image = env
+            .kubectl
+            .run_with_input(
+                &[
+                    "-n",
+                    &env.namespace,
+                    "apply",
+                    "--dry-run=server",
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].image}",
+                    "-f",
+                    "-",
+                ],
+                Some(&probe),
+            )
+            .await?;
+        anyhow::ensure!(image == "nginx:latest", "a dry run was not defaulted yet");
+        Ok(())
+    })
+    .await?;
+    Ok(webhook)
+}
+
+fn scaler_manifest(name: &str, count: i32, selector: &[(&str, &str)]) -> String {
+    let mut manifest = format!(
+        "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: {name}\nspec:\n  count: {count}\n  selector:\n"
+    );
+    for (key, value) in selector {
+        manifest.push_str(&format!("    {key:?}: {value:?}\n"));
+    }
+    manifest
+}
+
+/// A counter's value in the series carrying `labels`; 0 when that series is absent.
+fn counter(page: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    observe::sample(page, metric, labels).unwrap_or(0.0)
+}
+
+async fn sample_is_defaulted_and_runs(env: Env) -> anyhow::Result<()> {
+    let webhook = webhook_for(&env).await?;
+    let _operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    env.apply(SEED_SAMPLE).await?;
+    let scaler = observe::scaler(&env.client(), &env.namespace, "example-podscaler").await?;
+    let template = scaler
+        .spec
+        .template
+        .as_ref()
+        .context("the stored PodScaler has no template: the mutating webhook did not run")?;
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.labels.clone())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        labels.get("app").map(String::as_str) == Some("nginx"),
+        "template labels {labels:?} do not contain the selector"
+    );
+    let images: Vec<_> = template
+        .spec
+        .as_ref()
+        .map(|spec| {
+            spec.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(images == ["nginx:latest"], "template images {images:?}");
+
+    // The operator runs the defaulted object: four pods from that template.
+    wait::until("4 running app=nginx pods", CONVERGE, || async {
+        let pods = observe::active_pods(&env.client(), &env.namespace, "app=nginx").await?;
+        let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
+        anyhow::ensure!(
+            pods.len() == 4 && running == 4,
+            "{} active, {running} running",
+            pods.len()
+        );
+        Ok(())
+    })
+    .await?;
+
+    // Applying the same object again needs no patch: the mutation is idempotent, so the
+    // stored generation does not move.
+    env.apply(SEED_SAMPLE).await?;
+    let again = observe::scaler(&env.client(), &env.namespace, "example-podscaler").await?;
+    anyhow::ensure!(
+        again.metadata.generation == scaler.metadata.generation,
+        "re-applying the sample changed the generation from {:?} to {:?}",
+        scaler.metadata.generation,
+        again.metadata.generation
+    );
+
+    let metrics = webhook.metrics().await?;
+    for path in [MUTATE_PATH, VALIDATE_PATH] {
+        let served = counter(
+            &metrics,
+            "controller_runtime_webhook_requests_total",
+            &[("webhook", path), ("code", "200")],
+        );
+        anyhow::ensure!(
+            served >= 2.0,
+            "{path}: {served} requests answered 200, want ≥ 2"
+        );
+    }
+    Ok(())
+}
+
+async fn every_violation_is_reported(env: Env) -> anyhow::Result<()> {
+    let webhook = webhook_for(&env).await?;
+    // Passes the CRD's schema and CEL rules; only the webhook can refuse it.
+    let manifest = "\
+apiVersion: scaling.example.com/v1
+kind: PodScaler
+metadata:
+  name: broken
+spec:
+  count: 5000
+  selector:
+    app: web
+    \"bad key\": x
+  template:
+    metadata:
+      labels:
+        app: other
+    spec:
+      containers: []
+";
+    let refused = env.apply_refused(manifest).await?;
+    for expected in [
+        "The PodScaler \"broken\" is invalid",
+        "spec.count",
+        "must be at most 1000",
+        "spec.selector[\"bad key\"]",
+        "spec.template.metadata.labels[\"app\"]",
+        "spec.template.spec.containers",
+    ] {
+        anyhow::ensure!(
+            refused.contains(expected),
+            "the refusal does not mention {expected:?}: {refused}"
+        );
+    }
+    // A server-side dry run gets the same answer (the webhook has no side effects).
+    let dry_run = env
+        .kubectl
+        .run_failing(
+            &["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"],
+            Some(manifest),
+        )
+        .await?;
+    anyhow::ensure!(
+        dry_run.contains("must be at most 1000"),
+        "the dry run was not refused the same way: {dry_run}"
+    );
+    anyhow::ensure!(
+        env.kubectl(&["get", "podscaler", "broken"]).await.is_err(),
+        "a refused PodScaler was stored"
+    );
+
+    let metrics = webhook.metrics().await?;
+    let denied = counter(
+        &metrics,
+        "podscaler_admission_decisions_total",
+        &[
+            ("webhook", VALIDATE_PATH),
+            ("operation", "CREATE"),
+            ("allowed", "false"),
+        ],
+    );
+    anyhow::ensure!(denied >= 2.0, "{denied} denied CREATEs counted, want ≥ 2");
+    Ok(())
+}
+
+async fn overlap_names_the_other_podscaler(env: Env) -> anyhow::Result<()> {
+    let _webhook = webhook_for(&env).await?;
+    env.apply(&scaler_manifest("frontend", 1, &[("app", "web")]))
+        .await?;
+    let overlapping = scaler_manifest("frontend-canary", 1, &[("app", "web"), ("track", "canary")]);
+    // The webhook reads PodScalers from a watched cache: dry runs (which store nothing) until
+    // it has seen `frontend`.
+    let refusal = wait::until("the overlap to be refused", CONVERGE, || async {
+        env.kubectl
+            .run_failing(
+                &["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"],
+                Some(&overlapping),
+            )
+            .await
+    })
+    .await?;
+    anyhow::ensure!(
+        refusal.contains("overlaps PodScaler \"frontend\""),
+        "the refusal does not name the other PodScaler: {refusal}"
+    );
+    let refused = env.apply_refused(&overlapping).await?;
+    anyhow::ensure!(
+        refused.contains("overlaps PodScaler \"frontend\""),
+        "the refusal does not name the other PodScaler: {refused}"
+    );
+    // Disjoint selectors are fine.
+    env.apply(&scaler_manifest("backend", 1, &[("app", "api")]))
+        .await?;
+    Ok(())
+}
+
+async fn rotated_certificate_is_served(env: Env) -> anyhow::Result<()> {
+    let mut webhook = webhook_for(&env).await?;
+    let first = webhook.served_certificate(&env.cluster).await?;
+
+    let rotated = webhook.rotate(&env.cluster)?;
+    anyhow::ensure!(
+        rotated.cert_der != first,
+        "the new certificate equals the old one"
+    );
+    wait::until("the rotated certificate to be served", CONVERGE, || async {
+        let served = webhook.served_certificate(&env.cluster).await?;
+        anyhow::ensure!(
+            served == rotated.cert_der,
+            "still serving the old certificate"
+        );
+        Ok(())
+    })
+    .await?;
+    // The API server completes admission against the rotated certificate.
+    env.apply(&scaler_manifest("after-rotation", 1, &[("app", "rotated")]))
+        .await?;
+
+    // A botched rotation: the old certificate stays in service and the error is counted.
+    webhook.break_certificate()?;
+    wait::until("the failed reload to be counted", CONVERGE, || async {
+        let metrics = webhook.metrics().await?;
+        let failed = counter(
+            &metrics,
+            "podscaler_webhook_certificate_reloads_total",
+            &[("result", "error")],
+        );
+        anyhow::ensure!(failed >= 1.0, "{failed} failed reloads counted");
+        Ok(())
+    })
+    .await?;
+    webhook.check_running()?;
+    let served = webhook.served_certificate(&env.cluster).await?;
+    anyhow::ensure!(
+        served == rotated.cert_der,
+        "a broken certificate file replaced the served certificate"
+    );
+    env.apply(&scaler_manifest(
+        "after-bad-files",
+        1,
+        &[("app", "still-served")],
+    ))
+    .await
+    .with_context(|| format!("webhook log:\n{}", webhook.log_tail(20)))?;
+
+    let metrics = webhook.metrics().await?;
+    let reloaded = counter(
+        &metrics,
+        "podscaler_webhook_certificate_reloads_total",
+        &[("result", "success")],
+    );
+    anyhow::ensure!(reloaded >= 1.0, "{reloaded} successful reloads counted");
+    Ok(())
+}
