@@ -217,6 +217,8 @@ impl Metrics {
         self.foreign
             .get_or_create(&labels)
             .set(i64::from(status.foreign_replicas));
+        // Created at 0 with the gauges, so rate() and increase() see the first deletion.
+        drop(self.foreign_deletions.get_or_create(&labels));
     }
 
     /// Counts deletions of another controller's pods.
@@ -383,5 +385,11 @@ mod tests {
             "series left behind:\n{text}"
         );
         assert!(text.contains("podscaler_desired_pods{namespace=\"ns\",name=\"other\"} 1\n"));
+        assert!(
+            text.contains(
+                "podscaler_foreign_pod_deletions_total{namespace=\"ns\",name=\"other\"} 0\n"
+            ),
+            "the deletion counter is not created at 0:\n{text}"
+        );
     }
 }
