@@ -11,8 +11,8 @@
 # 3. Variants: a watched namespace (Role instead of ClusterRole), bring-your-own TLS Secret,
 #    an external cert-manager issuer, the webhook turned off, extra args.
 # 4. Values the schema or the templates must refuse (typos, bad enums, missing TLS inputs).
-# 5. The PrometheusRule expressions and the dashboard queries use only the metric names the
-#    binaries document (a static list below; the e2e suite checks them against the real binaries).
+# The PrometheusRule expressions and the dashboard queries are checked against the metric names
+# the real binaries expose by the e2e suite (e2e/tests/chart.rs), which also installs the chart.
 #
 # The kube version is passed explicitly: Chart.yaml requires >=1.33, and helm's built-in default
 # (the version of the client libraries it was built with, or 1.20 when built without the
@@ -229,81 +229,6 @@ expect_refused "secret mode without a caBundle" "webhook.tls.secret.caBundle" \
 	--set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls
 expect_refused "a PDB that can never be satisfied" "minAvailable" --set webhook.podDisruptionBudget.minAvailable=2
 expect_refused "a Kubernetes older than the chart supports" "kubeVersion" --kube-version 1.32.0
-
-# --- 5. metric names in the alerts and the dashboard --------------------------------------
-if command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
-	if python3 - "$tmp/all-on.yaml" "$chart/dashboards/podscaler.json" >"$tmp/metrics.out" 2>&1 <<'PY'; then
-import json, re, sys, yaml
-
-# The names the binaries expose (the contract), plus Prometheus' own `up`.
-KNOWN = {
-    "up",
-    "controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
-    "controller_runtime_reconcile_time_seconds_bucket", "controller_runtime_reconcile_time_seconds_sum",
-    "controller_runtime_reconcile_time_seconds_count", "controller_runtime_active_workers",
-    "controller_runtime_max_concurrent_reconciles",
-    "podscaler_desired_pods", "podscaler_current_pods", "podscaler_ready_pods",
-    "podscaler_available_pods", "podscaler_foreign_pods", "podscaler_foreign_pod_deletions_total",
-    "controller_runtime_webhook_requests_total", "controller_runtime_webhook_requests_in_flight",
-    "controller_runtime_webhook_latency_seconds_bucket", "controller_runtime_webhook_latency_seconds_sum",
-    "controller_runtime_webhook_latency_seconds_count", "podscaler_admission_decisions_total",
-}
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-            "bool", "offset", "inf", "nan"}
-
-def metric_names(expr):
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)           # string literals
-    expr = re.sub(r"\{[^}]*\}", "", expr)                       # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)                      # range selectors
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    names = set()
-    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        rest = expr[m.end():].lstrip()
-        if rest.startswith("(") or m.group(0).lower() in KEYWORDS:
-            continue                                            # a function or a keyword
-        if m.start() > 0 and (expr[m.start() - 1].isdigit() or expr[m.start() - 1] == "."):
-            continue                                            # unit or exponent of a number
-        names.add(m.group(0))
-    return names
-
-exprs = []
-for doc in yaml.safe_load_all(open(sys.argv[1])):
-    if doc and doc.get("kind") == "PrometheusRule":
-        for group in doc["spec"]["groups"]:
-            exprs += [("rule " + r.get("alert", r.get("record", "?")), r["expr"]) for r in group["rules"]]
-    if doc and doc.get("kind") == "ConfigMap" and "podscaler.json" in doc.get("data", {}):
-        rendered = json.loads(doc["data"]["podscaler.json"])
-        if rendered != json.load(open(sys.argv[2])):
-            sys.exit("the dashboard ConfigMap differs from dashboards/podscaler.json")
-
-def panels(items):
-    for p in items:
-        yield p
-        yield from panels(p.get("panels", []))
-
-dashboard = json.load(open(sys.argv[2]))
-for p in panels(dashboard["panels"]):
-    exprs += [("panel " + p["title"], t["expr"]) for t in p.get("targets", [])]
-for v in dashboard["templating"]["list"]:
-    if v["type"] == "query":
-        q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
-        exprs.append(("variable " + v["name"], re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", q)))
-
-bad = [(where, n) for where, e in exprs for n in sorted(metric_names(e)) if n not in KNOWN]
-for where, n in bad:
-    print(f"{where}: unknown metric {n}")
-print(f"{len(exprs)} expressions checked")
-sys.exit(1 if bad or len(exprs) < 20 else 0)
-PY
-		pass
-		echo "check.sh: $(tail -1 "$tmp/metrics.out")" >&2
-	else
-		fail "metric names:"
-		sed 's/^/  /' "$tmp/metrics.out" >&2
-	fi
-else
-	echo "check.sh: SKIP metric-name check (needs python3 with PyYAML)" >&2
-fi
 
 if [ "$failures" -ne 0 ]; then
 	echo "check.sh: $failures of $checks checks failed" >&2

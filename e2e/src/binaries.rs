@@ -84,6 +84,7 @@ fn build_product() -> anyhow::Result<Product> {
         .current_dir(&root)
         .args([
             "build",
+            "--quiet",
             "--bin",
             "podscaler-operator",
             "--bin",

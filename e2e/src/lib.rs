@@ -5,6 +5,7 @@
 
 pub mod binaries;
 pub mod certs;
+pub mod chart;
 pub mod cluster;
 pub mod kubectl;
 pub mod local_http;

@@ -69,8 +69,28 @@ pub type Setup = fn(Arc<Cluster>) -> Pin<Box<dyn Future<Output = anyhow::Result<
 
 /// Runs `scenarios` against one control plane and returns the process exit code.
 pub fn main(scenarios: &[(&'static str, Scenario)], options: Options, setup: Setup) -> ExitCode {
+    run_suite(scenarios, options, setup, Arguments::from_args())
+}
+
+/// As [`main`], one scenario at a time: for scenarios that change what the whole cluster does
+/// (cluster-scoped webhook configurations) and must not overlap.
+pub fn main_serial(
+    scenarios: &[(&'static str, Scenario)],
+    options: Options,
+    setup: Setup,
+) -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    run_suite(scenarios, options, setup, args)
+}
+
+fn run_suite(
+    scenarios: &[(&'static str, Scenario)],
+    options: Options,
+    setup: Setup,
+    args: Arguments,
+) -> ExitCode {
     init_logging();
-    let args = Arguments::from_args();
     if args.list {
         let trials = scenarios
             .iter()

@@ -1,0 +1,245 @@
+//! The Helm chart against the real control plane, and its PromQL against the real binaries.
+//!
+//! Serial: the chart's webhook configurations are cluster-wide and point at a Service this
+//! control plane has no network for, so no PodScaler may be written while they exist.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use e2e::chart::{self, Helm};
+use e2e::observe;
+use e2e::product::{self, Operator};
+use e2e::suite::{self, Env, Scenario};
+use e2e::wait;
+use e2e::webhook::{NAMESPACE_LABEL, Webhook};
+use e2e::{Cluster, Options};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams};
+
+/// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
+const CONVERGE: Duration = Duration::from_secs(120);
+const RELEASE: &str = "psc";
+
+fn main() -> ExitCode {
+    let scenarios: &[(&str, Scenario)] = &[
+        ("c01_alerts_and_dashboard_query_exposed_metrics", |env| {
+            Box::pin(alerts_and_dashboard_query_exposed_metrics(env))
+        }),
+        ("c02_helm_install_then_uninstall", |env| {
+            Box::pin(helm_install_then_uninstall(env))
+        }),
+    ];
+    suite::main_serial(scenarios, Options::default(), |cluster| {
+        Box::pin(setup(cluster))
+    })
+}
+
+/// The PodScaler CRD, and the cert-manager and Prometheus Operator CRDs the chart's optional
+/// objects are instances of.
+async fn setup(cluster: Arc<Cluster>) -> anyhow::Result<()> {
+    product::install_crd(&cluster.client()).await?;
+    let crds = tokio::task::spawn_blocking(chart::third_party_crds).await??;
+    let kubectl = e2e::kubectl::Kubectl::new(cluster.kubeconfig());
+    let dir = crds.display().to_string();
+    kubectl.run(&["apply", "--server-side", "-f", &dir]).await?;
+    kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            &dir,
+        ])
+        .await?;
+    Ok(())
+}
+
+fn all_on_values() -> String {
+    chart::chart_dir()
+        .join("ci/all-on-values.yaml")
+        .display()
+        .to_string()
+}
+
+/// Every metric name the PrometheusRule and the dashboard (every toggle on) select is one the
+/// operator or the webhook exposes once they have done their work.
+async fn alerts_and_dashboard_query_exposed_metrics(env: Env) -> anyhow::Result<()> {
+    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let chart_dir = chart::chart_dir().display().to_string();
+    let rendered = helm
+        .run(&[
+            "template",
+            RELEASE,
+            &chart_dir,
+            "--namespace",
+            &env.namespace,
+            "--kube-version",
+            env.cluster.version(),
+            "-f",
+            &all_on_values(),
+        ])
+        .await?;
+    let expressions = chart::promql_expressions(&rendered)?;
+    // The alerts and the dashboard's panels and variables: far more than this.
+    anyhow::ensure!(
+        expressions.len() >= 20,
+        "only {} PromQL expressions found in the rendered chart",
+        expressions.len()
+    );
+
+    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    let webhook = Webhook::start(&env.cluster, &env.namespace, &[]).await?;
+    webhook.register(&env.cluster, &env.namespace).await?;
+    env.kubectl
+        .run(&[
+            "label",
+            "namespace",
+            &env.namespace,
+            &format!("{NAMESPACE_LABEL}={}", env.namespace),
+        ])
+        .await?;
+    // A PodScaler admitted by the webhook and converged by the operator: both binaries have
+    // served and reconciled, so their per-request and per-PodScaler series exist.
+    let manifest = "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: web\nspec:\n  count: 2\n  selector:\n    app: web\n";
+    wait::until("the webhook to review a PodScaler", CONVERGE, || async {
+        env.apply(manifest).await?;
+        let served = observe::sample(
+            &webhook.metrics().await?,
+            "controller_runtime_webhook_requests_total",
+            &[("code", "200")],
+        );
+        anyhow::ensure!(served.is_some_and(|n| n > 0.0), "no review answered yet");
+        Ok(())
+    })
+    .await?;
+    wait::until("the PodScaler's pods", CONVERGE, || async {
+        let pods = observe::active_pods(&env.client(), &env.namespace, "app=web").await?;
+        anyhow::ensure!(pods.len() == 2, "{} pods", pods.len());
+        Ok(())
+    })
+    .await?;
+
+    let mut exposed: BTreeSet<String> = chart::exposed_names(&operator.metrics().await?);
+    exposed.extend(chart::exposed_names(&webhook.metrics().await?));
+    exposed.insert("up".to_owned()); // Prometheus' own, per scrape target.
+    let unknown: Vec<String> = expressions
+        .iter()
+        .flat_map(|(place, expr)| {
+            chart::metric_names(expr)
+                .into_iter()
+                .filter(|name| !exposed.contains(name))
+                .map(move |name| format!("{place}: {name}"))
+        })
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "metrics the chart queries but no binary exposes:\n{}\nexposed: {exposed:?}",
+        unknown.join("\n")
+    );
+    Ok(())
+}
+
+/// `helm install` with every toggle on: every object accepted by the API server, both
+/// Deployments available (on kwok nodes); `helm uninstall` removes every object but the CRD.
+async fn helm_install_then_uninstall(env: Env) -> anyhow::Result<()> {
+    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let chart_dir = chart::chart_dir().display().to_string();
+    helm.run(&[
+        "install",
+        RELEASE,
+        &chart_dir,
+        "--namespace",
+        &env.namespace,
+        "-f",
+        &all_on_values(),
+    ])
+    .await?;
+    let manifest = helm
+        .run(&["get", "manifest", RELEASE, "--namespace", &env.namespace])
+        .await?;
+    let manifest_file = env
+        .cluster
+        .dir()
+        .join(format!("{}-manifest.yaml", env.namespace));
+    std::fs::write(&manifest_file, &manifest).context("saving the release manifest")?;
+    let manifest_path = manifest_file.display().to_string();
+    let documents = manifest
+        .lines()
+        .filter(|line| line.starts_with("kind: "))
+        .count();
+    let installed = env
+        .kubectl
+        .run(&["get", "-f", &manifest_path, "-o", "name"])
+        .await
+        .context("an object of the release is missing")?;
+    anyhow::ensure!(
+        installed.lines().count() == documents && documents >= 20,
+        "{documents} objects in the manifest, {} found:\n{installed}",
+        installed.lines().count()
+    );
+
+    let deployments: Api<Deployment> = Api::namespaced(env.client(), &env.namespace);
+    wait::until("both Deployments to be available", CONVERGE, || async {
+        let list = deployments.list(&ListParams::default()).await?;
+        let available: Vec<_> = list
+            .items
+            .iter()
+            .map(|deployment| {
+                let want = deployment
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(1);
+                let have = deployment
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0);
+                (
+                    deployment.metadata.name.clone().unwrap_or_default(),
+                    have,
+                    want,
+                )
+            })
+            .collect();
+        anyhow::ensure!(
+            available.len() == 2 && available.iter().all(|(_, have, want)| have == want),
+            "{available:?}"
+        );
+        Ok(())
+    })
+    .await?;
+
+    helm.run(&[
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        &env.namespace,
+        "--wait",
+    ])
+    .await?;
+    wait::until("the release's objects to be gone", CONVERGE, || async {
+        let left = env
+            .kubectl
+            .run(&[
+                "get",
+                "-f",
+                &manifest_path,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .await?;
+        anyhow::ensure!(left.trim().is_empty(), "still there:\n{left}");
+        Ok(())
+    })
+    .await?;
+    env.kubectl
+        .run(&["get", "crd", "podscalers.scaling.example.com"])
+        .await
+        .context("helm uninstall removed the CRD")?;
+    Ok(())
+}
