@@ -197,6 +197,11 @@ impl Webhook {
         self.process.check_running()
     }
 
+    /// Where the webhook logs.
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
     /// The last lines of the webhook's log.
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)

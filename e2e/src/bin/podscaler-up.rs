@@ -3,7 +3,8 @@
 //! Uses the cluster the current kubeconfig points at when it answers; otherwise starts the
 //! local control plane the e2e suite uses (etcd, kube-apiserver, controller-manager, scheduler,
 //! kwok nodes on 127.0.0.1). Then installs the CRD, runs the operator binary as a local
-//! process, applies the seed sample, waits for its pods and shows them. Ctrl-C stops the
+//! process (and, on the local control plane, the admission webhook, registered for the
+//! default namespace), applies the seed sample, waits for its pods and shows them. Ctrl-C stops the
 //! operator (and the local control plane, if it started one); the sample stays in a cluster
 //! that was already there, so `kubectl delete podscaler example-podscaler` cleans it up.
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use e2e::kubectl::Kubectl;
 use e2e::product::{self, Operator};
+use e2e::webhook::{NAMESPACE_LABEL, Webhook};
 use e2e::{Cluster, Options, observe, wait};
 use kube::Client;
 
@@ -70,7 +72,9 @@ impl Target {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // kube_client logs every refused connection while the local apiserver starts.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -110,6 +114,17 @@ async fn run() -> anyhow::Result<()> {
     let client = target.client();
 
     product::install_crd(&client).await?;
+    let namespace = client.default_namespace().to_owned();
+    let webhook = match &target {
+        Target::Local(cluster) => Some(start_webhook(cluster, &namespace).await?),
+        Target::Existing { .. } => {
+            eprintln!(
+                "not running the webhook: a cluster that was already there cannot call this \
+                 machine's 127.0.0.1 (install the Helm chart for that)"
+            );
+            None
+        }
+    };
     let operator = Operator::launch(
         "podscaler-operator",
         &kubeconfig,
@@ -122,7 +137,6 @@ async fn run() -> anyhow::Result<()> {
         .run_with_input(&["apply", "-f", "-"], Some(SEED_SAMPLE))
         .await
         .context("applying the seed sample")?;
-    let namespace = client.default_namespace().to_owned();
     wait::until("the sample's 4 pods to run", CONVERGE, || async {
         let pods = observe::active_pods(&client, &namespace, "app=nginx").await?;
         let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
@@ -143,6 +157,9 @@ async fn run() -> anyhow::Result<()> {
             .await?
     );
     println!("operator log: {}", operator.log_path().display());
+    if let Some(webhook) = &webhook {
+        println!("webhook log:  {}", webhook.log_path().display());
+    }
     println!(
         "try:  KUBECONFIG={} kubectl scale podscaler example-podscaler --replicas=6",
         kubeconfig.display()
@@ -160,8 +177,44 @@ async fn run() -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     eprintln!("stopping");
     drop(operator);
+    drop(webhook);
     drop(target);
     Ok(())
+}
+
+/// Runs the webhook and registers it for PodScalers in `namespace`; waits until the API server
+/// calls it (a server-side dry run comes back defaulted).
+async fn start_webhook(cluster: &Cluster, namespace: &str) -> anyhow::Result<Webhook> {
+    let webhook = Webhook::start(cluster, "podscaler-webhook", &[]).await?;
+    webhook.register(cluster, "podscaler-up").await?;
+    let kubectl = Kubectl::new(cluster.kubeconfig());
+    kubectl
+        .run(&[
+            "label",
+            "namespace",
+            namespace,
+            &format!("{NAMESPACE_LABEL}=podscaler-up"),
+        ])
+        .await?;
+    wait::until("the API server to call the webhook", CONVERGE, || async {
+        let image = kubectl
+            .run_with_input(
+                &[
+                    "apply",
+                    "--dry-run=server",
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].image}",
+                    "-f",
+                    "-",
+                ],
+                Some(SEED_SAMPLE),
+            )
+            .await?;
+        anyhow::ensure!(!image.is_empty(), "a dry run was not defaulted yet");
+        Ok(())
+    })
+    .await?;
+    Ok(webhook)
 }
 
 /// The current kubeconfig's cluster, when there is one and it answers within [`PROBE_TIMEOUT`].
