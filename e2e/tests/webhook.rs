@@ -270,6 +270,28 @@ async fn overlap_names_the_other_podscaler(env: Env) -> anyhow::Result<()> {
     // Disjoint selectors are fine.
     env.apply(&scaler_manifest("backend", 1, &[("app", "api")]))
         .await?;
+    // Changing a stored selector is refused (by the CRD's CEL rule, which runs before the
+    // validating webhook is called).
+    let changed = env
+        .kubectl
+        .run_failing(
+            &[
+                "-n",
+                &env.namespace,
+                "patch",
+                "podscaler",
+                "backend",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"selector":{"app":"api-v2"}}}"#,
+            ],
+            None,
+        )
+        .await?;
+    anyhow::ensure!(
+        changed.contains("spec.selector") && changed.contains("immutable"),
+        "the selector change was not refused as immutable: {changed}"
+    );
     Ok(())
 }
 
