@@ -71,11 +71,13 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let client = Client::try_default().await.context(
+    let config = kube::Config::infer().await.context(
         "no Kubernetes configuration: set KUBECONFIG, use ~/.kube/config, or run in a cluster",
     )?;
+    let api_url = config.cluster_url.to_string();
+    let client = Client::try_from(config).context("building the Kubernetes client")?;
     let scope = args.scope();
-    preflight(&client, &scope).await?;
+    preflight(&client, &scope, &api_url).await?;
 
     let settings = Settings {
         requeue_after: args.requeue_after,
@@ -111,7 +113,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
 }
 
 /// Fails early, with what to do, when the CRD is missing or RBAC denies what the operator needs.
-async fn preflight(client: &Client, scope: &Scope) -> anyhow::Result<()> {
+async fn preflight(client: &Client, scope: &Scope, api_url: &str) -> anyhow::Result<()> {
     let where_ = match scope {
         Scope::Cluster => "in all namespaces".to_owned(),
         Scope::Namespace(namespace) => format!("in namespace {namespace:?}"),
@@ -130,12 +132,8 @@ async fn preflight(client: &Client, scope: &Scope) -> anyhow::Result<()> {
             status.message
         ),
         Err(error) => {
-            return Err(error).with_context(|| {
-                format!(
-                    "cannot reach the Kubernetes API at {}",
-                    client.default_namespace()
-                )
-            });
+            return Err(error)
+                .with_context(|| format!("cannot reach the Kubernetes API at {api_url}"));
         }
     }
     let pods: Api<Pod> = scope.api(client.clone());
