@@ -226,6 +226,25 @@ impl Cluster {
         &self.kubeconfig
     }
 
+    /// A kubeconfig for user `name` in `groups`, with a client certificate from the cluster
+    /// CA and no RBAC rights of its own.
+    pub fn user_kubeconfig(&self, name: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
+        let issued = self.authority.client(name, groups)?;
+        let dir = self.dir().join("users").join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (ca, cert, key) = (
+            dir.join("ca.crt"),
+            dir.join("user.crt"),
+            dir.join("user.key"),
+        );
+        std::fs::write(&ca, self.authority.cert_pem()).context("writing the CA")?;
+        std::fs::write(&cert, &issued.cert_pem).context("writing the user certificate")?;
+        std::fs::write(&key, &issued.key_pem).context("writing the user key")?;
+        let kubeconfig = dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &self.server, &ca, &cert, &key)?;
+        Ok(kubeconfig)
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn server(&self) -> &str {
         &self.server

@@ -100,6 +100,21 @@ impl Process {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it is still running
+    /// (it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().context("waiting for the process")? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited after `grace`. Returns the exit status.
     pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
         self.signal(libc::SIGTERM);

@@ -47,6 +47,47 @@ pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     .await
 }
 
+/// How a run of the operator that was expected to end by itself ended.
+pub struct Exited {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything it printed.
+    pub output: String,
+}
+
+/// Runs `podscaler-operator` with `kubeconfig` and `args` and waits up to `timeout` for it to
+/// exit by itself (a refusal to start); fails if it is still running then.
+pub async fn run_operator_to_exit(
+    kubeconfig: &Path,
+    log_dir: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Exited> {
+    let product = Product::build()?;
+    let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    args.push("--metrics-bind-address=0".to_owned());
+    args.push("--health-probe-bind-address=0".to_owned());
+    let name = format!("operator-to-exit-{}", free_port()?);
+    let mut process = Process::spawn(
+        &name,
+        &product.operator,
+        &args,
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+        log_dir,
+    )?;
+    let status = tokio::task::block_in_place(|| process.wait_exit(timeout))?;
+    let Some(status) = status else {
+        anyhow::bail!(
+            "the operator was still running after {timeout:?}:\n{}",
+            process.log_tail(20)
+        );
+    };
+    Ok(Exited {
+        status,
+        output: process.log_tail(200),
+    })
+}
+
 /// The operator binary running against a cluster.
 pub struct Operator {
     process: Process,

@@ -65,6 +65,9 @@ fn main() -> ExitCode {
         ("s11_fight_with_a_controller_is_reported", |env| {
             Box::pin(fight_with_a_controller_is_reported(env))
         }),
+        ("s12_refusals_to_start_are_explained", |env| {
+            Box::pin(refusals_to_start_are_explained(env))
+        }),
     ];
     suite::main(scenarios, Options::default(), |cluster| {
         Box::pin(setup(cluster))
@@ -263,6 +266,12 @@ async fn seed_sample_converges(env: Env) -> anyhow::Result<()> {
             &[("controller", "podscaler")]
         ) == Some(0.0),
         "no reconcile errors expected"
+    );
+    let mut operator = operator;
+    anyhow::ensure!(
+        operator.stop()?,
+        "the operator did not exit cleanly on SIGTERM:\n{}",
+        operator.log_tail(20)
     );
     Ok(())
 }
@@ -662,5 +671,50 @@ async fn fight_with_a_controller_is_reported(env: Env) -> anyhow::Result<()> {
         .await?;
     wait_running(&env, "app=fight", 2).await?;
     wait_status_converged(&env, "fight", 2).await?;
+    Ok(())
+}
+
+/// Without RBAC rights, or without a reachable API server, the operator exits at once with a
+/// message that says what to do — never a panic.
+async fn refusals_to_start_are_explained(env: Env) -> anyhow::Result<()> {
+    const EXIT_WITHIN: Duration = Duration::from_secs(60);
+    let namespace = format!("--namespace={}", env.namespace);
+    let nobody = env.cluster.user_kubeconfig("podscaler-nobody", &[])?;
+    let denied =
+        product::run_operator_to_exit(&nobody, env.cluster.dir(), &[&namespace], EXIT_WITHIN)
+            .await?;
+    anyhow::ensure!(
+        !denied.status.success()
+            && denied
+                .output
+                .contains("RBAC: not allowed to list podscalers.scaling.example.com")
+            && denied.output.contains("grant get/list/watch on podscalers")
+            && !denied.output.contains("panicked"),
+        "without RBAC rights: {} with\n{}",
+        denied.status,
+        denied.output
+    );
+
+    // The admin kubeconfig pointed at a port nothing listens on.
+    let closed = format!("https://127.0.0.1:{}", e2e::cluster::free_port()?);
+    let admin = std::fs::read_to_string(env.cluster.kubeconfig())?;
+    let unreachable = env
+        .cluster
+        .dir()
+        .join(format!("{}-unreachable.kubeconfig", env.namespace));
+    std::fs::write(&unreachable, admin.replace(env.cluster.server(), &closed))?;
+    let refused =
+        product::run_operator_to_exit(&unreachable, env.cluster.dir(), &[&namespace], EXIT_WITHIN)
+            .await?;
+    anyhow::ensure!(
+        !refused.status.success()
+            && refused
+                .output
+                .contains(&format!("cannot reach the Kubernetes API at {closed}"))
+            && !refused.output.contains("panicked"),
+        "without an API server: {} with\n{}",
+        refused.status,
+        refused.output
+    );
     Ok(())
 }
