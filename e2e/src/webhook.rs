@@ -22,6 +22,7 @@ use tokio_rustls::TlsConnector;
 use crate::binaries::Product;
 use crate::certs::Issued;
 use crate::cluster::{Cluster, free_port};
+use crate::kubectl::Kubectl;
 use crate::process::Process;
 use crate::{local_http, wait};
 
@@ -97,7 +98,7 @@ impl Webhook {
     /// UPDATE in namespaces labelled [`NAMESPACE_LABEL`]`=name`, with `failurePolicy: Fail`.
     /// They are cluster-scoped but, through that label, concern no other namespace, so they
     /// stay until the cluster goes.
-    pub async fn register(&self, cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+    async fn register(&self, cluster: &Cluster, name: &str) -> anyhow::Result<()> {
         let client = cluster.client();
         let ca_bundle = k8s_openapi::ByteString(cluster.authority().cert_pem().as_bytes().to_vec());
         let hook = |prefix: &str, path: &str| {
@@ -138,6 +139,44 @@ impl Webhook {
             .await
             .context("creating the ValidatingWebhookConfiguration")?;
         Ok(())
+    }
+
+    /// Has the API server send PodScalers in `namespace` to this webhook: registers
+    /// configurations named after the namespace, labels it, and waits until the API server
+    /// calls the webhook (it learns of new configurations through a watch) — a server-side dry
+    /// run of a PodScaler without a template comes back defaulted.
+    pub async fn admit_namespace(&self, cluster: &Cluster, namespace: &str) -> anyhow::Result<()> {
+        self.register(cluster, namespace).await?;
+        let kubectl = Kubectl::new(cluster.kubeconfig());
+        let label = format!("{NAMESPACE_LABEL}={namespace}");
+        kubectl
+            .run(&["label", "namespace", namespace, &label, "--overwrite"])
+            .await?;
+        let probe = "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: webhook-probe\nspec:\n  count: 0\n  selector:\n    probe: webhook\n";
+        wait::until(
+            "the API server to call the webhook",
+            READY_TIMEOUT,
+            || async {
+                let image = kubectl
+                    .run_with_input(
+                        &[
+                            "-n",
+                            namespace,
+                            "apply",
+                            "--dry-run=server",
+                            "-o",
+                            "jsonpath={.spec.template.spec.containers[0].image}",
+                            "-f",
+                            "-",
+                        ],
+                        Some(probe),
+                    )
+                    .await?;
+                anyhow::ensure!(!image.is_empty(), "a dry run was not defaulted yet");
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Issues a new serving certificate and swaps it in as the kubelet swaps a Secret

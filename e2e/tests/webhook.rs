@@ -12,7 +12,7 @@ use e2e::observe;
 use e2e::product::{self, Operator};
 use e2e::suite::{self, Env, Scenario};
 use e2e::wait;
-use e2e::webhook::{MUTATE_PATH, NAMESPACE_LABEL, VALIDATE_PATH, Webhook};
+use e2e::webhook::{MUTATE_PATH, VALIDATE_PATH, Webhook};
 use e2e::{Cluster, Options};
 
 /// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
@@ -54,41 +54,13 @@ async fn setup(cluster: Arc<Cluster>) -> anyhow::Result<()> {
     product::install_crd(&cluster.client()).await
 }
 
-/// Starts a webhook for this scenario, sends the namespace's PodScalers to it, and waits
-/// until the API server does (it learns of new webhook configurations through a watch).
+/// Starts a webhook for this scenario and has the API server send the namespace's
+/// PodScalers to it.
 async fn webhook_for(env: &Env) -> anyhow::Result<Webhook> {
     let webhook = Webhook::start(&env.cluster, &env.namespace, &[]).await?;
-    webhook.register(&env.cluster, &env.namespace).await?;
-    env.kubectl
-        .run(&[
-            "label",
-            "namespace",
-            &env.namespace,
-            &format!("{NAMESPACE_LABEL}={}", env.namespace),
-        ])
+    webhook
+        .admit_namespace(&env.cluster, &env.namespace)
         .await?;
-    let probe = scaler_manifest("webhook-probe", 0, &[("probe", "webhook")]);
-    wait::until("the API server to call the webhook", CONVERGE, || async {
-        let image = env
-            .kubectl
-            .run_with_input(
-                &[
-                    "-n",
-                    &env.namespace,
-                    "apply",
-                    "--dry-run=server",
-                    "-o",
-                    "jsonpath={.spec.template.spec.containers[0].image}",
-                    "-f",
-                    "-",
-                ],
-                Some(&probe),
-            )
-            .await?;
-        anyhow::ensure!(image == "nginx:latest", "a dry run was not defaulted yet");
-        Ok(())
-    })
-    .await?;
     Ok(webhook)
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use e2e::kubectl::Kubectl;
 use e2e::product::{self, Operator};
-use e2e::webhook::{NAMESPACE_LABEL, Webhook};
+use e2e::webhook::Webhook;
 use e2e::{Cluster, Options, observe, wait};
 use kube::Client;
 
@@ -182,38 +182,10 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the webhook and registers it for PodScalers in `namespace`; waits until the API server
-/// calls it (a server-side dry run comes back defaulted).
+/// Runs the webhook and has the API server send it the PodScalers in `namespace`.
 async fn start_webhook(cluster: &Cluster, namespace: &str) -> anyhow::Result<Webhook> {
     let webhook = Webhook::start(cluster, "podscaler-webhook", &[]).await?;
-    webhook.register(cluster, "podscaler-up").await?;
-    let kubectl = Kubectl::new(cluster.kubeconfig());
-    kubectl
-        .run(&[
-            "label",
-            "namespace",
-            namespace,
-            &format!("{NAMESPACE_LABEL}=podscaler-up"),
-        ])
-        .await?;
-    wait::until("the API server to call the webhook", CONVERGE, || async {
-        let image = kubectl
-            .run_with_input(
-                &[
-                    "apply",
-                    "--dry-run=server",
-                    "-o",
-                    "jsonpath={.spec.template.spec.containers[0].image}",
-                    "-f",
-                    "-",
-                ],
-                Some(SEED_SAMPLE),
-            )
-            .await?;
-        anyhow::ensure!(!image.is_empty(), "a dry run was not defaulted yet");
-        Ok(())
-    })
-    .await?;
+    webhook.admit_namespace(cluster, namespace).await?;
     Ok(webhook)
 }
 
