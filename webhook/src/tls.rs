@@ -246,7 +246,10 @@ pub enum Poll {
     Unchanged,
     /// New contents, now served.
     Reloaded,
-    /// New contents that cannot be served; the previous key pair stays.
+    /// The files could not be read or served at this look; looked at again before reporting,
+    /// since a Secret volume caught mid-swap looks like this for a moment.
+    Unsettled,
+    /// New contents that cannot be served, at two looks in a row; the previous key pair stays.
     Failed(CertError),
 }
 
@@ -258,6 +261,8 @@ pub struct Reloader {
     resolver: Arc<CertResolver>,
     /// The contents last looked at, served or not: a bad file is reported once, not per poll.
     seen: PemFiles,
+    /// The previous look failed: a failure now is reported, not retried.
+    unsettled: bool,
     metrics: Option<Metrics>,
 }
 
@@ -271,6 +276,7 @@ impl Reloader {
             provider,
             resolver: Arc::new(CertResolver::new(key)),
             seen: files,
+            unsettled: false,
             metrics: None,
         })
     }
@@ -288,24 +294,39 @@ impl Reloader {
     }
 
     /// Looks at the files once (blocking I/O: two small reads).
+    ///
+    /// The kubelet updates a Secret volume by writing a new directory, re-pointing `..data`
+    /// and removing the old directory, so a look can catch the certificate of one generation
+    /// with the key of the next, or a file that was just removed. A failure is therefore only
+    /// reported when the next look fails too.
     pub fn poll(&mut self) -> Poll {
-        let files = match self.dir.read() {
-            Ok(files) => files,
-            // A read error is usually transient (a Secret swap removed the old directory
-            // between resolving `..data` and reading): try again at the next poll.
-            Err(error) => return Poll::Failed(error),
-        };
-        if files == self.seen {
-            return Poll::Unchanged;
-        }
-        let parsed = self.dir.parse(&files, &self.provider);
-        self.seen = files;
-        match parsed {
-            Ok(key) => {
-                self.resolver.replace(key);
-                Poll::Reloaded
+        let failure = match self.dir.read() {
+            Err(error) => error,
+            Ok(files) if files == self.seen => {
+                self.unsettled = false;
+                return Poll::Unchanged;
             }
-            Err(error) => Poll::Failed(error),
+            Ok(files) => match self.dir.parse(&files, &self.provider) {
+                Ok(key) => {
+                    self.resolver.replace(key);
+                    self.seen = files;
+                    self.unsettled = false;
+                    return Poll::Reloaded;
+                }
+                Err(error) if self.unsettled => {
+                    // Remembered as seen: reported once, not at every poll.
+                    self.seen = files;
+                    self.unsettled = false;
+                    return Poll::Failed(error);
+                }
+                Err(error) => error,
+            },
+        };
+        if self.unsettled {
+            Poll::Failed(failure)
+        } else {
+            self.unsettled = true;
+            Poll::Unsettled
         }
     }
 
@@ -337,6 +358,11 @@ impl Reloader {
                 };
                 match outcome {
                     Poll::Unchanged => last_error = None,
+                    Poll::Unsettled => {
+                        tracing::debug!(
+                            "certificate files unsettled; looking again at the next poll"
+                        );
+                    }
                     Poll::Reloaded => {
                         last_error = None;
                         tracing::info!(dir = %self.dir.path().display(), "serving certificate reloaded");

@@ -1,0 +1,69 @@
+//! `Reloader::poll`: a look that catches an update half-way (a directory removed under it,
+//! files written one after the other) is looked at again, not reported; a broken
+//! certificate that stays is reported once while the previous one stays in service.
+
+mod support;
+
+use podscaler_webhook::tls::{self, CertDir, Poll, Reloader};
+use support::*;
+
+fn reloader(volume: &SecretVolume) -> Reloader {
+    Reloader::load(CertDir::new(volume.path()), tls::provider()).expect("the first pair loads")
+}
+
+#[test]
+fn a_half_swapped_pair_is_looked_at_again_not_reported() {
+    let pki = Pki::new();
+    let (first, second) = (pki.leaf(), pki.leaf());
+    let mut volume = SecretVolume::new("debounce-half-swap", &first);
+    let mut reloader = reloader(&volume);
+    assert!(matches!(reloader.poll(), Poll::Unchanged));
+
+    // What a look can see in a plain directory whose files are replaced one after the other:
+    // the old certificate with the new key.
+    volume.project(first.cert_pem.as_bytes(), second.key_pem.as_bytes());
+    assert!(matches!(reloader.poll(), Poll::Unsettled));
+    volume.rotate(&second);
+    assert!(matches!(reloader.poll(), Poll::Reloaded));
+    assert!(matches!(reloader.poll(), Poll::Unchanged));
+    assert_eq!(reloader.resolver().current().cert[0], second.der);
+}
+
+#[test]
+fn a_broken_pair_that_stays_is_reported_once_and_the_old_one_served() {
+    let pki = Pki::new();
+    let good = pki.leaf();
+    let mut volume = SecretVolume::new("debounce-broken", &good);
+    let mut reloader = reloader(&volume);
+
+    volume.project(b"not a certificate", b"not a key");
+    assert!(matches!(reloader.poll(), Poll::Unsettled));
+    assert!(matches!(reloader.poll(), Poll::Failed(_)));
+    assert!(matches!(reloader.poll(), Poll::Unchanged));
+    assert_eq!(reloader.resolver().current().cert[0], good.der);
+
+    let next = pki.leaf();
+    volume.rotate(&next);
+    assert!(matches!(reloader.poll(), Poll::Reloaded));
+    assert_eq!(reloader.resolver().current().cert[0], next.der);
+}
+
+#[test]
+fn unreadable_files_are_reported_at_the_second_look() {
+    let pki = Pki::new();
+    let good = pki.leaf();
+    let volume = SecretVolume::new("debounce-unreadable", &good);
+    let mut reloader = reloader(&volume);
+
+    std::fs::remove_file(volume.path().join("..data/tls.key")).expect("remove tls.key");
+    assert!(matches!(reloader.poll(), Poll::Unsettled));
+    match reloader.poll() {
+        Poll::Failed(error) => assert!(
+            tls::error_chain(&error).contains("tls.key"),
+            "the error does not name the file: {}",
+            tls::error_chain(&error)
+        ),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(reloader.resolver().current().cert[0], good.der);
+}
