@@ -39,6 +39,14 @@ impl Scope {
     }
 }
 
+/// Why the controller stopped other than by a shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pod watch ended before its first list completed.
+    #[error("the pod cache stopped before it was filled")]
+    PodCacheNeverFilled,
+}
+
 /// Runs the controller until `shutdown` is cancelled; in-flight reconciles finish first.
 /// `readiness` turns ready once both caches are filled (the pod cache first).
 pub async fn run(
@@ -48,7 +56,7 @@ pub async fn run(
     make_context: impl FnOnce(Store<Pod>) -> Context,
     readiness: Readiness,
     shutdown: CancellationToken,
-) {
+) -> Result<(), RunError> {
     // The PodScaler cache is reflected here rather than inside `Controller::new` so readiness
     // can follow its initial list: a second waiter on the controller's store readiness would
     // never wake (it is a oneshot that keeps one waker).
@@ -82,11 +90,9 @@ pub async fn run(
             .reflect(pod_writer)
             .inspect_ok(move |event| {
                 observer.observe_pod_event(event);
-                if let Some(pod) = event_pod(event) {
-                    for scaler in scalers_selecting(&scalers, pod) {
-                        // Fails only once the controller has stopped.
-                        let _ = triggers.unbounded_send(scaler);
-                    }
+                for scaler in scalers_to_wake(&scalers, event) {
+                    // Fails only once the controller has stopped.
+                    let _ = triggers.unbounded_send(scaler);
                 }
             })
             .for_each(|event| async move {
@@ -98,14 +104,16 @@ pub async fn run(
     let pod_cache = tokio::spawn(pod_cache);
 
     // A reconcile on an empty pod cache would see no pods and create them all again.
-    tokio::select! {
-        ready = pods.wait_until_ready() => {
-            if ready.is_err() {
-                tracing::error!("the pod cache stopped before it was filled");
-                return;
-            }
+    let filled = tokio::select! {
+        ready = pods.wait_until_ready() => ready.map_err(|_| RunError::PodCacheNeverFilled),
+        () = shutdown.cancelled() => {
+            pod_cache.abort();
+            return Ok(());
         }
-        () = shutdown.cancelled() => return,
+    };
+    if let Err(error) = filled {
+        pod_cache.abort();
+        return Err(error);
     }
     tracing::info!(pods = pods.len(), "pod cache filled");
 
@@ -138,16 +146,24 @@ pub async fn run(
         .await;
     pod_cache.abort();
     tracing::info!("controller stopped");
+    Ok(())
 }
 
-/// The pod a watch event carries. A relist's pods wake their PodScalers too: pods deleted
-/// while the watch was down show up only as a changed count.
-fn event_pod(event: &watcher::Event<Pod>) -> Option<&Pod> {
+/// The PodScalers a pod watch event wakes. A relist reaches the cache all at once at
+/// InitDone (pods deleted while the watch was down show up only as a changed count), so that
+/// wakes every PodScaler; the relist's pods one by one wake none.
+fn scalers_to_wake(
+    scalers: &Store<PodScaler>,
+    event: &watcher::Event<Pod>,
+) -> Vec<ObjectRef<PodScaler>> {
     match event {
-        watcher::Event::Apply(pod)
-        | watcher::Event::Delete(pod)
-        | watcher::Event::InitApply(pod) => Some(pod),
-        watcher::Event::Init | watcher::Event::InitDone => None,
+        watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => scalers_selecting(scalers, pod),
+        watcher::Event::InitDone => scalers
+            .state()
+            .iter()
+            .map(|scaler| ObjectRef::from_obj(scaler.as_ref()))
+            .collect(),
+        watcher::Event::Init | watcher::Event::InitApply(_) => Vec::new(),
     }
 }
 
@@ -170,4 +186,86 @@ pub fn scalers_selecting(scalers: &Store<PodScaler>, pod: &Pod) -> Vec<ObjectRef
         })
         .map(|scaler| ObjectRef::from_obj(scaler.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scaler(name: &str, app: &str) -> PodScaler {
+        serde_json::from_value(json!({
+            "apiVersion": "scaling.example.com/v1",
+            "kind": "PodScaler",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
+            "spec": {"count": 1, "selector": {"app": app}},
+        }))
+        .expect("a valid PodScaler")
+    }
+
+    fn pod(labels: serde_json::Value, owner: Option<&str>) -> Pod {
+        let owners: Vec<_> = owner
+            .map(|name| {
+                json!({"apiVersion": "scaling.example.com/v1", "kind": "PodScaler",
+                       "name": name, "uid": format!("uid-{name}"), "controller": true})
+            })
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": labels, "ownerReferences": owners},
+        }))
+        .expect("a valid Pod")
+    }
+
+    fn store(scalers: &[PodScaler]) -> Store<PodScaler> {
+        let (store, mut writer) = reflector::store();
+        for scaler in scalers {
+            writer.apply_watcher_event(&watcher::Event::Apply(scaler.clone()));
+        }
+        store
+    }
+
+    fn names(refs: Vec<ObjectRef<PodScaler>>) -> Vec<String> {
+        let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn pod_events_wake_the_matching_scalers_and_the_owner() {
+        let scalers = store(&[scaler("web", "web"), scaler("api", "api")]);
+        let matching = pod(json!({"app": "web"}), None);
+        assert_eq!(
+            names(scalers_to_wake(
+                &scalers,
+                &watcher::Event::Apply(matching.clone())
+            )),
+            ["web"]
+        );
+        assert_eq!(
+            names(scalers_to_wake(&scalers, &watcher::Event::Delete(matching))),
+            ["web"]
+        );
+        // Relabelled away from its owner: the owner still hears of it.
+        let relabelled = pod(json!({"app": "other"}), Some("api"));
+        assert_eq!(
+            names(scalers_to_wake(
+                &scalers,
+                &watcher::Event::Apply(relabelled)
+            )),
+            ["api"]
+        );
+    }
+
+    #[test]
+    fn a_relist_wakes_every_scaler_once_it_is_in_the_cache() {
+        let scalers = store(&[scaler("web", "web"), scaler("api", "api")]);
+        let relisted = pod(json!({"app": "web"}), None);
+        assert!(scalers_to_wake(&scalers, &watcher::Event::Init).is_empty());
+        assert!(scalers_to_wake(&scalers, &watcher::Event::InitApply(relisted)).is_empty());
+        assert_eq!(
+            names(scalers_to_wake(&scalers, &watcher::Event::InitDone)),
+            ["api", "web"]
+        );
+    }
 }

@@ -96,7 +96,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         )
     };
     tracing::info!(?scope, requeue_after = ?args.requeue_after, "starting the PodScaler controller");
-    controller::run(
+    let stopped = controller::run(
         client.clone(),
         scope,
         args.max_concurrent_reconciles,
@@ -109,7 +109,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     for server in servers {
         let _ = server.await;
     }
-    Ok(())
+    stopped.context("the controller stopped")
 }
 
 /// Fails early, with what to do, when the CRD is missing or RBAC denies what the operator needs.

@@ -110,18 +110,17 @@ impl Context {
     /// [`Expectations::check`] reads the store itself.
     pub fn observe_pod_event(&self, event: &watcher::Event<Pod>) {
         let (pod, view) = match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)
-                if pod.metadata.deletion_timestamp.is_some() =>
-            {
+            watcher::Event::Apply(pod) if pod.metadata.deletion_timestamp.is_some() => {
                 (pod, CacheView::Terminating)
             }
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-                (pod, CacheView::Present)
-            }
+            watcher::Event::Apply(pod) => (pod, CacheView::Present),
             watcher::Event::Delete(pod) => (pod, CacheView::Absent),
-            // Pods deleted while the watch was down are absent from the relist; the check
-            // against the cache at the next reconcile observes them.
-            watcher::Event::Init | watcher::Event::InitDone => return,
+            // A relist's pods reach the cache only at InitDone, all at once: observing them
+            // one by one before that would satisfy expectations the cache does not show yet.
+            // The reconciles InitDone triggers check expectations against the new cache.
+            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => {
+                return;
+            }
         };
         if let Some(uid) = pod.metadata.uid.as_deref() {
             lock(&self.expectations).observe(uid, view);
@@ -177,6 +176,12 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
         return Ok(Action::await_change());
     }
 
+    // Expectations first, then the pods: the cache only moves forward, so pods read after a
+    // satisfied check include every change the check saw observed. Read the other way round,
+    // a pod observed between the two reads would be missing from the list and made again.
+    let now = Instant::now();
+    let check =
+        lock(&ctx.expectations).check(&key, now, |pod| cache_view(&ctx.pods, &namespace, pod));
     let scaler_uid = scaler.uid().unwrap_or_default();
     let pods: Vec<PodFacts> = ctx
         .pods
@@ -189,10 +194,6 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
         })
         .map(|pod| PodFacts::from_pod(pod, &scaler_uid))
         .collect();
-
-    let now = Instant::now();
-    let check =
-        lock(&ctx.expectations).check(&key, now, |pod| cache_view(&ctx.pods, &namespace, pod));
     let progress = match check {
         Check::Pending {
             creations,
