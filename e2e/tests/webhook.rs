@@ -123,15 +123,42 @@ async fn sample_is_defaulted_and_runs(env: Env) -> anyhow::Result<()> {
     })
     .await?;
 
-    // Applying the same object again needs no patch: the mutation is idempotent, so the
-    // stored generation does not move.
-    env.apply(SEED_SAMPLE).await?;
+    // Sending the stored (already defaulted) object back through admission needs no patch:
+    // the mutation is idempotent, so the generation does not move.
+    let mutations_before = counter(
+        &webhook.metrics().await?,
+        "controller_runtime_webhook_requests_total",
+        &[("webhook", MUTATE_PATH), ("code", "200")],
+    );
+    let mut stored: serde_json::Value = serde_json::from_str(
+        &env.kubectl(&["get", "podscaler", "example-podscaler", "-o", "json"])
+            .await?,
+    )?;
+    // Unconditional: the operator's status writes move the resourceVersion meanwhile.
+    if let Some(metadata) = stored["metadata"].as_object_mut() {
+        metadata.remove("resourceVersion");
+    }
+    env.kubectl
+        .run_with_input(
+            &["-n", &env.namespace, "replace", "-f", "-"],
+            Some(&stored.to_string()),
+        )
+        .await?;
     let again = observe::scaler(&env.client(), &env.namespace, "example-podscaler").await?;
     anyhow::ensure!(
         again.metadata.generation == scaler.metadata.generation,
-        "re-applying the sample changed the generation from {:?} to {:?}",
+        "replacing the object with itself changed the generation from {:?} to {:?}",
         scaler.metadata.generation,
         again.metadata.generation
+    );
+    let mutations_after = counter(
+        &webhook.metrics().await?,
+        "controller_runtime_webhook_requests_total",
+        &[("webhook", MUTATE_PATH), ("code", "200")],
+    );
+    anyhow::ensure!(
+        mutations_after > mutations_before,
+        "the replace did not go through the mutating webhook"
     );
 
     let metrics = webhook.metrics().await?;
@@ -285,7 +312,8 @@ async fn rotated_certificate_is_served(env: Env) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    // The API server completes admission against the rotated certificate.
+    // Admission keeps working across the rotation (the API server trusts the CA; its open
+    // connections may still be the ones from before).
     env.apply(&scaler_manifest("after-rotation", 1, &[("app", "rotated")]))
         .await?;
 
