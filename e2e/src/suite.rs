@@ -155,12 +155,44 @@ fn run_scenario(
         cluster.create_namespace(&namespace).await?;
         let env = Env {
             kubectl: Kubectl::new(cluster.kubeconfig()),
-            cluster,
-            namespace,
+            cluster: Arc::clone(&cluster),
+            namespace: namespace.clone(),
         };
         scenario(env).await
     });
-    outcome.map_err(|error| Failed::from(format!("{error:#}")))
+    outcome.map_err(|error| {
+        Failed::from(format!(
+            "{error:#}\n{}",
+            scenario_logs(cluster.dir(), &namespace)
+        ))
+    })
+}
+
+/// The last lines of the logs of the binaries a scenario started (they are named after its
+/// namespace), which go with the cluster's directory when the suite ends.
+fn scenario_logs(dir: &std::path::Path, namespace: &str) -> String {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return String::new();
+    };
+    let mut logs: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.contains(namespace) && name.ends_with(".log"))
+        })
+        .collect();
+    logs.sort();
+    logs.iter()
+        .map(|path| {
+            format!(
+                "===== {} =====\n{}\n",
+                path.display(),
+                crate::process::tail(path, 40)
+            )
+        })
+        .collect()
 }
 
 /// A namespace name from a scenario name: lowercase, `-` for anything else, at most 63 chars.

@@ -15,9 +15,14 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe().await {
-            Ok(value) => return Ok(value),
-            Err(reason) => reason,
+        // A probe that hangs (a component that stopped answering) ends at the deadline too.
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(POLL_INTERVAL);
+        let last = match tokio::time::timeout(remaining, probe()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(reason)) => reason,
+            Err(_) => anyhow::anyhow!("the last probe did not finish"),
         };
         if Instant::now() >= deadline {
             anyhow::bail!(
