@@ -288,22 +288,9 @@ impl Cluster {
         out
     }
 
-    /// Creates a namespace and waits for its `default` ServiceAccount (pods cannot be created
-    /// before the controller-manager made it).
+    /// Creates a namespace and waits for its `default` ServiceAccount.
     pub async fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-        namespaces
-            .create(&PostParams::default(), &namespace)
-            .await
-            .with_context(|| format!("creating namespace {name}"))?;
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), name);
-        wait::until(
-            &format!("the default ServiceAccount in {name}"),
-            COMPONENT_TIMEOUT,
-            || async { accounts.get("default").await.map(drop).map_err(Into::into) },
-        )
-        .await
+        ensure_namespace(&self.client, name).await
     }
 
     async fn register_node(&self, name: &str) -> anyhow::Result<()> {
@@ -379,6 +366,25 @@ impl Drop for Cluster {
             let _ = process.kill();
         }
     }
+}
+
+/// Creates namespace `name` unless it exists, and waits for its `default` ServiceAccount
+/// (pods cannot be created before the controller-manager made it).
+pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+        Err(error) => return Err(error).with_context(|| format!("creating namespace {name}")),
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    wait::until(
+        &format!("the default ServiceAccount in {name}"),
+        COMPONENT_TIMEOUT,
+        || async { accounts.get("default").await.map(drop).map_err(Into::into) },
+    )
+    .await
 }
 
 /// A kube client from a kubeconfig file.

@@ -4,15 +4,17 @@
 //! local control plane the e2e suite uses (etcd, kube-apiserver, controller-manager, scheduler,
 //! kwok nodes on 127.0.0.1). Then installs the CRD, runs the operator binary as a local
 //! process (and, on the local control plane, the admission webhook, registered for the
-//! default namespace), applies the seed sample, waits for its pods and shows them. Ctrl-C stops the
+//! demo namespace), applies the seed sample in namespace `podscaler-demo` (the only one the
+//! operator manages here), waits for its pods and shows them. Ctrl-C, at any point, stops the
 //! operator (and the local control plane, if it started one); the sample stays in a cluster
-//! that was already there, so `kubectl delete podscaler example-podscaler` cleans it up.
+//! that was already there, so `kubectl delete namespace podscaler-demo` cleans it up.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use e2e::cluster::ensure_namespace;
 use e2e::kubectl::Kubectl;
 use e2e::product::{self, Operator};
 use e2e::webhook::Webhook;
@@ -31,6 +33,9 @@ spec:
     app: nginx
 ";
 
+/// Where the sample goes, and the only namespace the operator manages: on a cluster that was
+/// already there, the sample's `app: nginx` selector must not claim anybody else's pods.
+const DEMO_NAMESPACE: &str = "podscaler-demo";
 /// How long an existing cluster may take to answer before the local one is started.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the sample's pods may take to run.
@@ -90,7 +95,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    // Ctrl-C at any point drops `run`: the operator, the webhook and a local control plane
+    // stop, and the control plane's directory is removed.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run() => outcome,
+            interrupted = tokio::signal::ctrl_c() => {
+                interrupted.context("waiting for Ctrl-C")?;
+                eprintln!("stopping");
+                Ok(())
+            }
+        }
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -99,6 +116,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs until Ctrl-C (see `main`); returns only on failure.
 async fn run() -> anyhow::Result<()> {
     let target = match existing_cluster().await {
         Some(existing) => existing,
@@ -114,9 +132,10 @@ async fn run() -> anyhow::Result<()> {
     let client = target.client();
 
     product::install_crd(&client).await?;
-    let namespace = client.default_namespace().to_owned();
+    let namespace = DEMO_NAMESPACE;
+    ensure_namespace(&client, namespace).await?;
     let webhook = match &target {
-        Target::Local(cluster) => Some(start_webhook(cluster, &namespace).await?),
+        Target::Local(cluster) => Some(start_webhook(cluster, namespace).await?),
         Target::Existing { .. } => {
             eprintln!(
                 "not running the webhook: a cluster that was already there cannot call this \
@@ -129,16 +148,19 @@ async fn run() -> anyhow::Result<()> {
         "podscaler-operator",
         &kubeconfig,
         &target.log_dir(),
-        &["--log-level=info".to_owned()],
+        &[
+            format!("--namespace={namespace}"),
+            "--log-level=info".to_owned(),
+        ],
     )
     .await?;
     let kubectl = Kubectl::new(&kubeconfig);
     kubectl
-        .run_with_input(&["apply", "-f", "-"], Some(SEED_SAMPLE))
+        .run_with_input(&["-n", namespace, "apply", "-f", "-"], Some(SEED_SAMPLE))
         .await
         .context("applying the seed sample")?;
     wait::until("the sample's 4 pods to run", CONVERGE, || async {
-        let pods = observe::active_pods(&client, &namespace, "app=nginx").await?;
+        let pods = observe::active_pods(&client, namespace, "app=nginx").await?;
         let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
         anyhow::ensure!(running >= 4, "{running} running");
         Ok(())
@@ -147,13 +169,22 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "{}",
         kubectl
-            .run(&["get", "podscaler", "example-podscaler"])
+            .run(&["-n", namespace, "get", "podscaler", "example-podscaler"])
             .await?
     );
     println!(
         "{}",
         kubectl
-            .run(&["get", "pods", "-l", "app=nginx", "-o", "wide"])
+            .run(&[
+                "-n",
+                namespace,
+                "get",
+                "pods",
+                "-l",
+                "app=nginx",
+                "-o",
+                "wide"
+            ])
             .await?
     );
     println!("operator log: {}", operator.log_path().display());
@@ -161,7 +192,7 @@ async fn run() -> anyhow::Result<()> {
         println!("webhook log:  {}", webhook.log_path().display());
     }
     println!(
-        "try:  KUBECONFIG={} kubectl scale podscaler example-podscaler --replicas=6",
+        "try:  KUBECONFIG={} kubectl -n {namespace} scale podscaler example-podscaler --replicas=6",
         kubeconfig.display()
     );
     println!(
@@ -172,13 +203,7 @@ async fn run() -> anyhow::Result<()> {
         }
     );
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    eprintln!("stopping");
-    drop(operator);
-    drop(webhook);
-    drop(target);
+    std::future::pending::<()>().await;
     Ok(())
 }
 
