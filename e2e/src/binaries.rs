@@ -31,9 +31,14 @@ impl ControlPlane {
 }
 
 fn build_control_plane() -> anyhow::Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("controlplane/build.sh");
+    directory_from_script(&workspace_root().join("e2e/controlplane/build.sh"))
+}
+
+/// Runs one of the repository's cache scripts (progress on stderr, passed through) and returns
+/// the directory it prints on stdout.
+pub fn directory_from_script(script: &Path) -> anyhow::Result<PathBuf> {
     let output = Command::new("bash")
-        .arg(&script)
+        .arg(script)
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
@@ -43,7 +48,8 @@ fn build_control_plane() -> anyhow::Result<PathBuf> {
         script.display(),
         output.status
     );
-    let dir = String::from_utf8(output.stdout).context("build.sh printed a non-UTF-8 path")?;
+    let dir = String::from_utf8(output.stdout)
+        .with_context(|| format!("{} printed a non-UTF-8 path", script.display()))?;
     Ok(PathBuf::from(dir.trim()))
 }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::binaries::{ControlPlane, workspace_root};
+use crate::binaries::{ControlPlane, directory_from_script, workspace_root};
 
 /// The chart's directory.
 pub fn chart_dir() -> PathBuf {
@@ -57,20 +57,7 @@ impl Helm {
 /// The cached directory of cert-manager and Prometheus Operator CRDs (`third-party-crds.sh`
 /// builds it from their Go modules on first use).
 pub fn third_party_crds() -> anyhow::Result<PathBuf> {
-    let script = workspace_root().join("e2e/third-party-crds.sh");
-    let output = std::process::Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{} failed ({})",
-        script.display(),
-        output.status
-    );
-    let dir = String::from_utf8(output.stdout).context("the script printed non-UTF-8")?;
-    Ok(PathBuf::from(dir.trim()))
+    directory_from_script(&workspace_root().join("e2e/third-party-crds.sh"))
 }
 
 /// Every PromQL expression of a rendered chart: the PrometheusRule's alert and record rules,

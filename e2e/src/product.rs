@@ -14,6 +14,18 @@ use crate::local_http;
 use crate::process::Process;
 use crate::wait;
 
+/// The seed article's sample PodScaler, byte for byte: it must apply unchanged.
+pub const SEED_SAMPLE: &str = "\
+apiVersion: scaling.example.com/v1
+kind: PodScaler
+metadata:
+  name: example-podscaler
+spec:
+  count: 4
+  selector:
+    app: nginx
+";
+
 /// How long a binary may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -45,6 +57,25 @@ pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
         },
     )
     .await
+}
+
+/// Waits until `process` answers 200 on `/readyz` at `health_port`; fails early if it exits,
+/// and with its log's tail if it never gets ready.
+pub(crate) async fn wait_ready(process: &mut Process, health_port: u16) -> anyhow::Result<()> {
+    let what = format!("{} to report ready", process.name());
+    let ready = wait::until(&what, READY_TIMEOUT, || {
+        let running = process.check_running();
+        async move {
+            running?;
+            let (code, body) = local_http::get(health_port, "/readyz").await?;
+            anyhow::ensure!(code == 200, "/readyz answered {code}: {body}");
+            Ok(())
+        }
+    })
+    .await;
+    ready.map_err(|error| {
+        error.context(format!("{} log:\n{}", process.name(), process.log_tail(40)))
+    })
 }
 
 /// How a run of the operator that was expected to end by itself ended.
@@ -135,19 +166,7 @@ impl Operator {
             &[("KUBECONFIG", kubeconfig.display().to_string())],
             log_dir,
         )?;
-        let ready = wait::until("the operator to report ready", READY_TIMEOUT, || {
-            let running = process.check_running();
-            async move {
-                running?;
-                let (code, body) = local_http::get(health_port, "/readyz").await?;
-                anyhow::ensure!(code == 200, "/readyz answered {code}: {body}");
-                Ok(())
-            }
-        })
-        .await;
-        if let Err(error) = ready {
-            return Err(error.context(format!("operator log:\n{}", process.log_tail(40))));
-        }
+        wait_ready(&mut process, health_port).await?;
         Ok(Self {
             process,
             metrics_port,

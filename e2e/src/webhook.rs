@@ -24,6 +24,7 @@ use crate::certs::Issued;
 use crate::cluster::{Cluster, free_port};
 use crate::kubectl::Kubectl;
 use crate::process::Process;
+use crate::product;
 use crate::{local_http, wait};
 
 /// How long the webhook may take to report ready.
@@ -73,19 +74,7 @@ impl Webhook {
             &[("KUBECONFIG", cluster.kubeconfig().display().to_string())],
             cluster.dir(),
         )?;
-        let ready = wait::until("the webhook to report ready", READY_TIMEOUT, || {
-            let running = process.check_running();
-            async move {
-                running?;
-                let (code, body) = local_http::get(health_port, "/readyz").await?;
-                anyhow::ensure!(code == 200, "/readyz answered {code}: {body}");
-                Ok(())
-            }
-        })
-        .await;
-        if let Err(error) = ready {
-            return Err(error.context(format!("webhook log:\n{}", process.log_tail(40))));
-        }
+        product::wait_ready(&mut process, health_port).await?;
         Ok(Self {
             process,
             port,

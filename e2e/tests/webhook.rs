@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use e2e::observe;
-use e2e::product::{self, Operator};
+use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::suite::{self, Env, Scenario};
 use e2e::wait;
 use e2e::webhook::{MUTATE_PATH, VALIDATE_PATH, Webhook};
@@ -17,18 +17,6 @@ use e2e::{Cluster, Options};
 
 /// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
 const CONVERGE: Duration = Duration::from_secs(120);
-
-/// The seed article's sample, byte for byte.
-const SEED_SAMPLE: &str = "\
-apiVersion: scaling.example.com/v1
-kind: PodScaler
-metadata:
-  name: example-podscaler
-spec:
-  count: 4
-  selector:
-    app: nginx
-";
 
 fn main() -> ExitCode {
     let scenarios: &[(&str, Scenario)] = &[

@@ -16,22 +16,10 @@ use std::time::Duration;
 use anyhow::Context;
 use e2e::cluster::ensure_namespace;
 use e2e::kubectl::Kubectl;
-use e2e::product::{self, Operator};
+use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::webhook::Webhook;
 use e2e::{Cluster, Options, observe, wait};
 use kube::Client;
-
-/// The seed article's sample.
-const SEED_SAMPLE: &str = "\
-apiVersion: scaling.example.com/v1
-kind: PodScaler
-metadata:
-  name: example-podscaler
-spec:
-  count: 4
-  selector:
-    app: nginx
-";
 
 /// Where the sample goes, and the only namespace the operator manages: on a cluster that was
 /// already there, the sample's `app: nginx` selector must not claim anybody else's pods.
