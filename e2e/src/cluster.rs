@@ -9,10 +9,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -182,6 +183,10 @@ impl Cluster {
                 "--manage-all-nodes=false".to_owned(),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".to_owned(),
                 "--cidr=10.244.0.1/16".to_owned(),
+                // Heartbeats by node Lease, as a kubelet sends them. Without it kwok patches
+                // node status every ~55 s, past the controller-manager's 50 s grace period:
+                // nodes would flap NotReady and every pod on them turn unready mid-test.
+                "--node-lease-duration-seconds=40".to_owned(),
                 format!("--server-address=127.0.0.1:{}", free_port()?),
             ],
             &[],
@@ -313,10 +318,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// Nodes Ready (kwok), the default ServiceAccount (controller-manager) and a pod that gets
-    /// bound (scheduler) and Running (kwok).
+    /// Nodes Ready with a heartbeat Lease (kwok), the default ServiceAccount (controller-manager)
+    /// and a pod that gets bound (scheduler) and Running (kwok).
     async fn wait_until_usable(&mut self) -> anyhow::Result<()> {
         let nodes: Api<Node> = Api::all(self.client.clone());
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         wait::until("kwok nodes to be Ready", COMPONENT_TIMEOUT, || async {
             let list = nodes.list(&Default::default()).await?;
             let ready = list.items.iter().filter(|node| node_ready(node)).count();
@@ -325,6 +331,13 @@ impl Cluster {
                 "{ready} of {} nodes Ready",
                 list.items.len()
             );
+            for node in &list.items {
+                let name = node.name_any();
+                anyhow::ensure!(
+                    leases.get_opt(&name).await?.is_some(),
+                    "node {name} has no heartbeat Lease yet"
+                );
+            }
             Ok(())
         })
         .await
