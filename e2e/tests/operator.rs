@@ -56,6 +56,9 @@ fn main() -> ExitCode {
         ("s12_refusals_to_start_are_explained", |env| {
             Box::pin(refusals_to_start_are_explained(env))
         }),
+        ("s13_relabelled_pods_are_noticed_at_once", |env| {
+            Box::pin(relabelled_pods_are_noticed_at_once(env))
+        }),
     ];
     suite::main(scenarios, Options::default(), |cluster| {
         Box::pin(setup(cluster))
@@ -659,6 +662,48 @@ async fn fight_with_a_controller_is_reported(env: Env) -> anyhow::Result<()> {
         .await?;
     wait_running(&env, "app=fight", 2).await?;
     wait_status_converged(&env, "fight", 2).await?;
+    Ok(())
+}
+
+/// A pod relabelled out of a selector, or into it, wakes the PodScaler through the pod watch
+/// alone: the periodic resync is an hour away, so only the event can make it converge.
+async fn relabelled_pods_are_noticed_at_once(env: Env) -> anyhow::Result<()> {
+    let bare_pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stray\n  labels:\n    app: relabel\nspec:\n  containers:\n  - name: nginx\n    image: nginx:latest\n";
+    env.apply(bare_pod).await?;
+    wait_running(&env, "app=relabel", 1).await?;
+    let _operator = Operator::start(&env.cluster, &env.namespace, &["--requeue-after=1h"]).await?;
+    env.apply(&scaler_manifest("relabel", 2, "relabel")).await?;
+    wait_running(&env, "app=relabel", 2).await?;
+
+    // The stray pod leaves the selector: it was not the PodScaler's, and after the change it
+    // matches no PodScaler, yet the PodScaler must hear of it and make up the count.
+    env.kubectl(&["label", "pod", "stray", "app=elsewhere", "--overwrite"])
+        .await?;
+    let pods = wait_running(&env, "app=relabel", 2).await?;
+    anyhow::ensure!(
+        pods.iter()
+            .all(|pod| pod.metadata.name.as_deref() != Some("stray")),
+        "the relabelled pod still counts"
+    );
+
+    // And back in: now one pod too many, and the PodScaler's own pods go first.
+    env.kubectl(&["label", "pod", "stray", "app=relabel", "--overwrite"])
+        .await?;
+    let client = env.client();
+    wait::until("the returning pod to be kept", CONVERGE, || async {
+        let pods = observe::active_pods(&client, &env.namespace, "app=relabel").await?;
+        let names: Vec<_> = pods
+            .iter()
+            .filter_map(|pod| pod.metadata.name.as_deref())
+            .collect();
+        anyhow::ensure!(
+            pods.len() == 2 && names.contains(&"stray"),
+            "active pods {names:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    wait_status_converged(&env, "relabel", 2).await?;
     Ok(())
 }
 

@@ -79,18 +79,25 @@ pub async fn run(
     // must never wait on the controller (that could stall the cache the controller reads), and
     // the controller's scheduler deduplicates what queues up.
     let (triggers, triggered) = mpsc::unbounded();
-    let (pods, pod_writer) = reflector::store();
+    let (pods, mut pod_writer) = reflector::store();
     let ctx = Arc::new(make_context(pods.clone()));
     let pod_cache = {
         let observer = Arc::clone(&ctx);
         let scalers = scalers.clone();
+        let cached = pods.clone();
         watcher(scope.api::<Pod>(client), watcher::Config::default())
             .default_backoff()
             .modify(|pod| pod.managed_fields_mut().clear())
-            .reflect(pod_writer)
-            .inspect_ok(move |event| {
+            // What `reflect` does, keeping the version the event replaces: a pod relabelled
+            // out of a selector concerns the PodScalers its old labels matched.
+            .map_ok(move |event| {
+                let previous = previous_version(&cached, &event);
+                pod_writer.apply_watcher_event(&event);
+                (event, previous)
+            })
+            .inspect_ok(move |(event, previous)| {
                 observer.observe_pod_event(event);
-                for scaler in scalers_to_wake(&scalers, event) {
+                for scaler in scalers_to_wake(&scalers, event, previous.as_deref()) {
                     // Fails only once the controller has stopped.
                     let _ = triggers.unbounded_send(scaler);
                 }
@@ -149,15 +156,37 @@ pub async fn run(
     Ok(())
 }
 
-/// The PodScalers a pod watch event wakes. A relist reaches the cache all at once at
-/// InitDone (pods deleted while the watch was down show up only as a changed count), so that
-/// wakes every PodScaler; the relist's pods one by one wake none.
+/// The cached version of the pod a live Apply replaces (None for a new pod and for every other
+/// event).
+fn previous_version(pods: &Store<Pod>, event: &watcher::Event<Pod>) -> Option<Arc<Pod>> {
+    match event {
+        watcher::Event::Apply(pod) => pods.get(&ObjectRef::from_obj(pod)),
+        _ => None,
+    }
+}
+
+/// The PodScalers a pod watch event wakes: for a changed pod, those its new version concerns
+/// and those its `previous` version did. A relist reaches the cache all at once at InitDone
+/// (pods deleted while the watch was down show up only as a changed count), so that wakes
+/// every PodScaler; the relist's pods one by one wake none.
 fn scalers_to_wake(
     scalers: &Store<PodScaler>,
     event: &watcher::Event<Pod>,
+    previous: Option<&Pod>,
 ) -> Vec<ObjectRef<PodScaler>> {
     match event {
-        watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => scalers_selecting(scalers, pod),
+        watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
+            let mut woken = scalers_selecting(scalers, pod);
+            for scaler in previous
+                .map(|old| scalers_selecting(scalers, old))
+                .unwrap_or_default()
+            {
+                if !woken.contains(&scaler) {
+                    woken.push(scaler);
+                }
+            }
+            woken
+        }
         watcher::Event::InitDone => scalers
             .state()
             .iter()
@@ -238,12 +267,17 @@ mod tests {
         assert_eq!(
             names(scalers_to_wake(
                 &scalers,
-                &watcher::Event::Apply(matching.clone())
+                &watcher::Event::Apply(matching.clone()),
+                None
             )),
             ["web"]
         );
         assert_eq!(
-            names(scalers_to_wake(&scalers, &watcher::Event::Delete(matching))),
+            names(scalers_to_wake(
+                &scalers,
+                &watcher::Event::Delete(matching),
+                None
+            )),
             ["web"]
         );
         // Relabelled away from its owner: the owner still hears of it.
@@ -251,20 +285,56 @@ mod tests {
         assert_eq!(
             names(scalers_to_wake(
                 &scalers,
-                &watcher::Event::Apply(relabelled)
+                &watcher::Event::Apply(relabelled),
+                None
             )),
             ["api"]
         );
     }
 
     #[test]
+    fn a_pod_relabelled_out_of_a_selector_wakes_the_scalers_it_left() {
+        let scalers = store(&[scaler("web", "web"), scaler("api", "api")]);
+        let before = pod(json!({"app": "web"}), None);
+        let after = pod(json!({"app": "api"}), None);
+        let event = watcher::Event::Apply(after.clone());
+        assert_eq!(
+            names(scalers_to_wake(&scalers, &event, Some(&before))),
+            ["api", "web"]
+        );
+        // Unchanged labels wake each PodScaler once.
+        assert_eq!(
+            names(scalers_to_wake(&scalers, &event, Some(&after))),
+            ["api"]
+        );
+        // Out of every selector: only the PodScaler it left.
+        let elsewhere = watcher::Event::Apply(pod(json!({"app": "elsewhere"}), None));
+        assert_eq!(
+            names(scalers_to_wake(&scalers, &elsewhere, Some(&before))),
+            ["web"]
+        );
+    }
+
+    #[test]
+    fn only_a_live_change_has_a_previous_version() {
+        let (pods, mut writer) = reflector::store();
+        let cached = pod(json!({"app": "web"}), None);
+        writer.apply_watcher_event(&watcher::Event::Apply(cached.clone()));
+        let relabelled = pod(json!({"app": "api"}), None);
+        let previous = previous_version(&pods, &watcher::Event::Apply(relabelled.clone()));
+        assert_eq!(previous.as_deref(), Some(&cached));
+        assert!(previous_version(&pods, &watcher::Event::Delete(relabelled.clone())).is_none());
+        assert!(previous_version(&pods, &watcher::Event::InitApply(relabelled)).is_none());
+    }
+
+    #[test]
     fn a_relist_wakes_every_scaler_once_it_is_in_the_cache() {
         let scalers = store(&[scaler("web", "web"), scaler("api", "api")]);
         let relisted = pod(json!({"app": "web"}), None);
-        assert!(scalers_to_wake(&scalers, &watcher::Event::Init).is_empty());
-        assert!(scalers_to_wake(&scalers, &watcher::Event::InitApply(relisted)).is_empty());
+        assert!(scalers_to_wake(&scalers, &watcher::Event::Init, None).is_empty());
+        assert!(scalers_to_wake(&scalers, &watcher::Event::InitApply(relisted), None).is_empty());
         assert_eq!(
-            names(scalers_to_wake(&scalers, &watcher::Event::InitDone)),
+            names(scalers_to_wake(&scalers, &watcher::Event::InitDone, None)),
             ["api", "web"]
         );
     }
