@@ -18,7 +18,9 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -206,10 +208,12 @@ impl CertDir {
     }
 }
 
-/// Serves whichever key pair is current; [`Reloader`] replaces it.
+/// Serves whichever key pair is current; [`Reloader`] replaces it. Keeps the TLS sessions made
+/// with it, for resumption, and forgets them when the key pair is replaced.
 #[derive(Debug)]
 pub struct CertResolver {
     current: RwLock<Arc<CertifiedKey>>,
+    sessions: Arc<SessionCache>,
 }
 
 impl CertResolver {
@@ -217,6 +221,7 @@ impl CertResolver {
     pub fn new(key: CertifiedKey) -> Self {
         Self {
             current: RwLock::new(Arc::new(key)),
+            sessions: Arc::new(SessionCache::new(SESSION_CACHE_SIZE)),
         }
     }
 
@@ -228,8 +233,71 @@ impl CertResolver {
             .clone()
     }
 
+    /// Where the server keeps the sessions clients may resume.
+    pub fn sessions(&self) -> Arc<SessionCache> {
+        self.sessions.clone()
+    }
+
     fn replace(&self, key: CertifiedKey) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+        self.sessions.clear();
+    }
+}
+
+/// Sessions kept for resumption; rustls' default size.
+const SESSION_CACHE_SIZE: usize = 256;
+
+/// The server's TLS session cache, emptied when the certificate is replaced: a resumed session
+/// skips the certificate, so a client resuming one made before a rotation would go on trusting
+/// the previous certificate. After a rotation, its resumption attempt falls back to a full
+/// handshake with the new one. (A handshake still in flight at the swap may store one session of
+/// the previous certificate.)
+#[derive(Debug)]
+pub struct SessionCache {
+    size: usize,
+    sessions: RwLock<Arc<ServerSessionMemoryCache>>,
+}
+
+impl SessionCache {
+    /// An empty cache of at most `size` sessions.
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            sessions: RwLock::new(ServerSessionMemoryCache::new(size)),
+        }
+    }
+
+    /// Forgets every session.
+    pub fn clear(&self) {
+        *self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = ServerSessionMemoryCache::new(self.size);
+    }
+
+    fn sessions(&self) -> Arc<ServerSessionMemoryCache> {
+        self.sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl StoresServerSessions for SessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.sessions().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 
@@ -406,21 +474,43 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A TLS 1.2 + 1.3 server configuration serving `resolver`'s certificate. ALPN offers
-/// `http/1.1`, and `h2` only when `http2` is set.
+/// A TLS 1.2 + 1.3 server configuration serving `resolver`'s certificate and keeping its
+/// sessions. ALPN offers `http/1.1`, and `h2` only when `http2` is set.
 pub fn server_config(
     resolver: Arc<CertResolver>,
     provider: Arc<CryptoProvider>,
     http2: bool,
 ) -> Result<ServerConfig, rustls::Error> {
+    let sessions = resolver.sessions();
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    config.session_storage = sessions;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
         vec![b"http/1.1".to_vec()]
     };
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearing_the_session_cache_forgets_every_session() {
+        let cache = SessionCache::new(4);
+        assert!(cache.put(b"one".to_vec(), b"session one".to_vec()));
+        assert!(cache.put(b"two".to_vec(), b"session two".to_vec()));
+        assert_eq!(cache.get(b"one"), Some(b"session one".to_vec()));
+        cache.clear();
+        assert_eq!(cache.get(b"one"), None);
+        assert_eq!(cache.take(b"two"), None);
+        // Still a working cache afterwards.
+        assert!(cache.put(b"three".to_vec(), b"session three".to_vec()));
+        assert_eq!(cache.take(b"three"), Some(b"session three".to_vec()));
+        assert_eq!(cache.get(b"three"), None, "taken");
+    }
 }
