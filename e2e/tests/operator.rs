@@ -1,18 +1,22 @@
 //! The operator, run as its real binary, against a real control plane: every scenario asserts
-//! on the cluster's state (and the operator's /metrics), never on logs.
+//! on the cluster's state (and the operator's /metrics, or what the run command shows its
+//! user), never on logs.
 
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use e2e::observe::{self, ActiveCountRecorder};
+use e2e::process::Process;
 use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::suite::{self, Env, Scenario};
 use e2e::wait;
 use e2e::{Cluster, Options};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
+use kube::config::Kubeconfig;
 use podscaler::status;
 
 /// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
@@ -58,6 +62,9 @@ fn main() -> ExitCode {
         }),
         ("s13_relabelled_pods_are_noticed_at_once", |env| {
             Box::pin(relabelled_pods_are_noticed_at_once(env))
+        }),
+        ("s14_run_command_on_the_current_kubeconfig", |env| {
+            Box::pin(run_command_on_the_current_kubeconfig(env))
         }),
     ];
     suite::main(scenarios, Options::default(), |cluster| {
@@ -705,6 +712,133 @@ async fn relabelled_pods_are_noticed_at_once(env: Env) -> anyhow::Result<()> {
     .await?;
     wait_status_converged(&env, "relabel", 2).await?;
     Ok(())
+}
+
+/// The README's run command, `podscaler-up`, on a cluster the current kubeconfig reaches, with
+/// that kubeconfig split over two files in `$KUBECONFIG` (clusters and users in one, contexts in
+/// the other) as kubectl allows: it runs the sample in its namespace until Ctrl-C, then stops
+/// the operator it started.
+async fn run_command_on_the_current_kubeconfig(env: Env) -> anyhow::Result<()> {
+    const DEMO: &str = "podscaler-demo";
+    let kubeconfig = split_kubeconfig(
+        env.cluster.kubeconfig(),
+        &env.cluster.dir().join(&env.namespace),
+    )?;
+    let up = Mutex::new(Process::spawn(
+        &format!("podscaler-up-{}", env.namespace),
+        Path::new(env!("CARGO_BIN_EXE_podscaler-up")),
+        &[],
+        &[("KUBECONFIG", kubeconfig)],
+        env.cluster.dir(),
+    )?);
+    let client = env.client();
+    let pods = wait::until("the sample's 4 pods to run", CONVERGE, || async {
+        up.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check_running()?;
+        let pods = observe::active_pods(&client, DEMO, "app=nginx").await?;
+        let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
+        anyhow::ensure!(
+            running == 4 && pods.len() == 4,
+            "{running} running of {}",
+            pods.len()
+        );
+        Ok(pods)
+    })
+    .await?;
+    // It shows the pods once they run, and says how to stop.
+    let shown = wait::until("podscaler-up to show the pods", CONVERGE, || async {
+        let output =
+            std::fs::read_to_string(up.lock().unwrap_or_else(PoisonError::into_inner).log_path())?;
+        anyhow::ensure!(output.contains("Ctrl-C stops the operator."), "{output}");
+        Ok(output)
+    })
+    .await?;
+    for pod in &pods {
+        let name = pod.metadata.name.as_deref().context("pod name")?;
+        anyhow::ensure!(shown.contains(name), "pod {name} not shown:\n{shown}");
+    }
+
+    let mut up = up.into_inner().unwrap_or_else(PoisonError::into_inner);
+    up.signal(libc::SIGINT);
+    let status = up.wait_exit(Duration::from_secs(60))?;
+    anyhow::ensure!(
+        status.is_some_and(|status| status.success()),
+        "podscaler-up did not exit cleanly on Ctrl-C ({status:?}):\n{}",
+        up.log_tail(20)
+    );
+    wait::until("the operator it started to stop", CONVERGE, || async {
+        let left = operators_managing(DEMO)?;
+        anyhow::ensure!(left.is_empty(), "still running: pids {left:?}");
+        Ok(())
+    })
+    .await?;
+    env.kubectl
+        .run(&["delete", "namespace", DEMO, "--wait=false"])
+        .await?;
+    Ok(())
+}
+
+/// Writes the clusters and users of `kubeconfig` to one file and its contexts to another, in
+/// `dir`; returns them as a `$KUBECONFIG` value.
+fn split_kubeconfig(kubeconfig: &Path, dir: &Path) -> anyhow::Result<String> {
+    let whole = Kubeconfig::read_from(kubeconfig)?;
+    let credentials = Kubeconfig {
+        clusters: whole.clusters.clone(),
+        auth_infos: whole.auth_infos.clone(),
+        ..kubeconfig_header(&whole)
+    };
+    let contexts = Kubeconfig {
+        contexts: whole.contexts.clone(),
+        current_context: whole.current_context.clone(),
+        ..kubeconfig_header(&whole)
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut paths = Vec::new();
+    for (name, part) in [("credentials", credentials), ("contexts", contexts)] {
+        let path = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, serde_json::to_vec(&part)?)?;
+        paths.push(path);
+    }
+    Ok(std::env::join_paths(paths)?.to_string_lossy().into_owned())
+}
+
+fn kubeconfig_header(of: &Kubeconfig) -> Kubeconfig {
+    Kubeconfig {
+        kind: of.kind.clone(),
+        api_version: of.api_version.clone(),
+        ..Kubeconfig::default()
+    }
+}
+
+/// The pids of `podscaler-operator` processes started with `--namespace=<namespace>`.
+fn operators_managing(namespace: &str) -> anyhow::Result<Vec<u32>> {
+    let flag = format!("--namespace={namespace}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A process may exit while it is looked at.
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline
+            .split(|byte| *byte == 0)
+            .map(String::from_utf8_lossy);
+        let is_operator = args
+            .next()
+            .is_some_and(|program| program.ends_with("podscaler-operator"));
+        if is_operator && args.any(|arg| arg == flag) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
 }
 
 /// Without RBAC rights, or without a reachable API server, the operator exits at once with a

@@ -9,7 +9,7 @@
 //! operator (and the local control plane, if it started one); the sample stays in a cluster
 //! that was already there, so `kubectl delete namespace podscaler-demo` cleans it up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::webhook::Webhook;
 use e2e::{Cluster, Options, observe, wait};
 use kube::Client;
+use kube::config::Kubeconfig;
 
 /// Where the sample goes, and the only namespace the operator manages: on a cluster that was
 /// already there, the sample's `app: nginx` selector must not claim anybody else's pods.
@@ -106,7 +107,7 @@ fn main() -> ExitCode {
 
 /// Runs until Ctrl-C (see `main`); returns only on failure.
 async fn run() -> anyhow::Result<()> {
-    let target = match existing_cluster().await {
+    let target = match existing_cluster().await? {
         Some(existing) => existing,
         None => {
             eprintln!(
@@ -179,10 +180,11 @@ async fn run() -> anyhow::Result<()> {
     if let Some(webhook) = &webhook {
         println!("webhook log:  {}", webhook.log_path().display());
     }
-    println!(
-        "try:  KUBECONFIG={} kubectl -n {namespace} scale podscaler example-podscaler --replicas=6",
-        kubeconfig.display()
-    );
+    let scale = format!("kubectl -n {namespace} scale podscaler example-podscaler --replicas=6");
+    match target {
+        Target::Local(_) => println!("try:  KUBECONFIG={} {scale}", kubeconfig.display()),
+        Target::Existing { .. } => println!("try:  {scale}"),
+    }
     println!(
         "Ctrl-C stops the operator{}.",
         match target {
@@ -203,9 +205,13 @@ async fn start_webhook(cluster: &Cluster, namespace: &str) -> anyhow::Result<Web
 }
 
 /// The current kubeconfig's cluster, when there is one and it answers within [`PROBE_TIMEOUT`].
-async fn existing_cluster() -> Option<Target> {
-    let config = kube::Config::infer().await.ok()?;
-    let client = Client::try_from(config).ok()?;
+async fn existing_cluster() -> anyhow::Result<Option<Target>> {
+    let Ok(config) = kube::Config::infer().await else {
+        return Ok(None);
+    };
+    let Ok(client) = Client::try_from(config) else {
+        return Ok(None);
+    };
     match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(version)) => {
             eprintln!(
@@ -215,30 +221,33 @@ async fn existing_cluster() -> Option<Target> {
         }
         Ok(Err(error)) => {
             eprintln!("the current kubeconfig's cluster does not answer: {error}");
-            return None;
+            return Ok(None);
         }
         Err(_) => {
             eprintln!("the current kubeconfig's cluster did not answer within {PROBE_TIMEOUT:?}");
-            return None;
+            return Ok(None);
         }
     }
-    let kubeconfig = kubeconfig_path()?;
     let logs = tempfile::Builder::new()
         .prefix("podscaler-up-")
         .tempdir()
-        .ok()?;
-    Some(Target::Existing {
+        .context("creating a directory for the operator's log")?;
+    let kubeconfig = write_current_kubeconfig(logs.path())?;
+    Ok(Some(Target::Existing {
         kubeconfig,
         client,
         logs,
-    })
+    }))
 }
 
-/// The kubeconfig file kube and kubectl read: the first of `$KUBECONFIG`, or `~/.kube/config`.
-fn kubeconfig_path() -> Option<PathBuf> {
-    if let Some(paths) = std::env::var_os("KUBECONFIG") {
-        return std::env::split_paths(&paths).find(|path| path.exists());
-    }
-    let home = std::env::var_os("HOME")?;
-    Some(PathBuf::from(home).join(".kube/config"))
+/// Writes the kubeconfig kube-rs and kubectl resolve (every file `$KUBECONFIG` lists, merged as
+/// kubectl merges them, or `~/.kube/config`) to one file in `dir`, for the operator and the
+/// kubectl calls: both then see exactly the cluster, user and context probed above.
+fn write_current_kubeconfig(dir: &Path) -> anyhow::Result<PathBuf> {
+    let merged = Kubeconfig::read().context("reading the current kubeconfig")?;
+    let path = dir.join("kubeconfig");
+    // JSON is YAML: kube-rs and kubectl read it as a kubeconfig.
+    let text = serde_json::to_vec_pretty(&merged).context("serializing the kubeconfig")?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
