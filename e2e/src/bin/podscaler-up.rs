@@ -113,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
             eprintln!(
                 "no reachable cluster in the current kubeconfig: starting a local control plane"
             );
-            eprintln!("(the first run builds it from source and takes about 15 minutes)");
+            eprintln!("(the first run builds it from source and takes about 7 minutes on 2 cores)");
             Target::Local(Box::new(Cluster::start(Options::default()).await?))
         }
     };
