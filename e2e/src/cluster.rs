@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -54,15 +55,21 @@ pub struct Cluster {
     dir: TempDir,
 }
 
+/// A temporary directory only this user can enter (tempfile's default is world-readable): the
+/// harness keeps private keys and admin kubeconfigs in it.
+pub fn private_tempdir(prefix: &str) -> std::io::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
 impl Cluster {
     /// Starts every component, waits until each is ready, registers `options.nodes` kwok nodes
     /// and proves that a pod gets scheduled and reaches Running.
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         let binaries = ControlPlane::locate()?;
-        let dir = tempfile::Builder::new()
-            .prefix("podscaler-e2e-")
-            .tempdir()
-            .context("creating the cluster directory")?;
+        let dir = private_tempdir("podscaler-e2e-").context("creating the cluster directory")?;
         let root = dir.path().to_path_buf();
         let started = Instant::now();
 
@@ -183,9 +190,10 @@ impl Cluster {
                 "--manage-all-nodes=false".to_owned(),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".to_owned(),
                 "--cidr=10.244.0.1/16".to_owned(),
-                // Heartbeats by node Lease, as a kubelet sends them. Without it kwok patches
-                // node status every ~55 s, past the controller-manager's 50 s grace period:
-                // nodes would flap NotReady and every pod on them turn unready mid-test.
+                // Heartbeats by node Lease (renewed every 10 s), as a kubelet sends them.
+                // Without it the only heartbeat is kwok's node-status patch, seen here ~55 s
+                // apart on a busy machine: past the controller-manager's 50 s grace period,
+                // nodes flapped NotReady and every pod on them turned unready mid-test.
                 "--node-lease-duration-seconds=40".to_owned(),
                 format!("--server-address=127.0.0.1:{}", free_port()?),
             ],
@@ -534,4 +542,19 @@ pub fn free_port() -> anyhow::Result<u16> {
         }
     }
     anyhow::bail!("no free port on 127.0.0.1 after 64 tries")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_tempdirs_are_closed_to_other_users() {
+        let dir = private_tempdir("podscaler-e2e-test-").expect("a temporary directory");
+        let mode = std::fs::metadata(dir.path())
+            .expect("its metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "mode {mode:o}");
+    }
 }

@@ -6,15 +6,18 @@
 //! process (and, on the local control plane, the admission webhook, registered for the
 //! demo namespace), applies the seed sample in namespace `podscaler-demo` (the only one the
 //! operator manages here), waits for its pods and shows them. Ctrl-C, at any point, stops the
-//! operator (and the local control plane, if it started one); the sample stays in a cluster
-//! that was already there, so `kubectl delete namespace podscaler-demo` cleans it up.
+//! operator (and the local control plane, if it started one), as do SIGTERM and SIGHUP; the
+//! sample stays in a cluster that was already there, so `kubectl delete namespace
+//! podscaler-demo` cleans it up.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use e2e::cluster::ensure_namespace;
+use e2e::cluster::{ensure_namespace, private_tempdir};
 use e2e::kubectl::Kubectl;
 use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::webhook::Webhook;
@@ -84,14 +87,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Ctrl-C at any point drops `run`: the operator, the webhook and a local control plane
-    // stop, and the control plane's directory is removed.
+    // Ctrl-C (or SIGTERM, or the terminal closing) at any point drops `run`: the operator, the
+    // webhook and a local control plane stop, and their directories are removed.
     let outcome = runtime.block_on(async {
         tokio::select! {
             outcome = run() => outcome,
-            interrupted = tokio::signal::ctrl_c() => {
-                interrupted.context("waiting for Ctrl-C")?;
-                eprintln!("stopping");
+            stop = stop_signal() => {
+                let signal = stop?;
+                eprintln!("{signal}: stopping");
                 Ok(())
             }
         }
@@ -105,7 +108,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs until Ctrl-C (see `main`); returns only on failure.
+/// Waits for SIGINT, SIGTERM or SIGHUP; returns its name.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+        _ = hangup.recv() => "SIGHUP",
+    })
+}
+
+/// Runs until a stop signal (see `main`); returns only on failure.
 async fn run() -> anyhow::Result<()> {
     let target = match existing_cluster().await? {
         Some(existing) => existing,
@@ -206,12 +222,24 @@ async fn start_webhook(cluster: &Cluster, namespace: &str) -> anyhow::Result<Web
 
 /// The current kubeconfig's cluster, when there is one and it answers within [`PROBE_TIMEOUT`].
 async fn existing_cluster() -> anyhow::Result<Option<Target>> {
-    let Ok(config) = kube::Config::infer().await else {
-        return Ok(None);
+    let kubeconfig = match current_kubeconfig() {
+        Ok(Some(kubeconfig)) => kubeconfig,
+        Ok(None) => return Ok(None),
+        Err(error) => {
+            eprintln!("the current kubeconfig cannot be used: {error:#}");
+            return Ok(None);
+        }
     };
-    let Ok(client) = Client::try_from(config) else {
-        return Ok(None);
-    };
+    let config =
+        match kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &Default::default()).await {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("the current kubeconfig cannot be used: {error}");
+                return Ok(None);
+            }
+        };
+    let client =
+        Client::try_from(config).context("building a client for the current kubeconfig")?;
     match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(version)) => {
             eprintln!(
@@ -228,26 +256,54 @@ async fn existing_cluster() -> anyhow::Result<Option<Target>> {
             return Ok(None);
         }
     }
-    let logs = tempfile::Builder::new()
-        .prefix("podscaler-up-")
-        .tempdir()
-        .context("creating a directory for the operator's log")?;
-    let kubeconfig = write_current_kubeconfig(logs.path())?;
+    let logs = private_tempdir("podscaler-up-").context("creating a directory for the logs")?;
+    let path = write_kubeconfig(&kubeconfig, logs.path())?;
     Ok(Some(Target::Existing {
-        kubeconfig,
+        kubeconfig: path,
         client,
         logs,
     }))
 }
 
-/// Writes the kubeconfig kube-rs and kubectl resolve (every file `$KUBECONFIG` lists, merged as
-/// kubectl merges them, or `~/.kube/config`) to one file in `dir`, for the operator and the
-/// kubectl calls: both then see exactly the cluster, user and context probed above.
-fn write_current_kubeconfig(dir: &Path) -> anyhow::Result<PathBuf> {
-    let merged = Kubeconfig::read().context("reading the current kubeconfig")?;
+/// The kubeconfig kubectl would use: the files `$KUBECONFIG` lists, merged in order (those
+/// that do not exist skipped), or `~/.kube/config`. None when there is no such file.
+fn current_kubeconfig() -> anyhow::Result<Option<Kubeconfig>> {
+    let paths: Vec<PathBuf> = match std::env::var_os("KUBECONFIG") {
+        Some(list) => std::env::split_paths(&list)
+            .filter(|path| path.is_file())
+            .collect(),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".kube/config"))
+            .filter(|path| path.is_file())
+            .into_iter()
+            .collect(),
+    };
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths {
+        let next =
+            Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+        merged = Some(match merged {
+            None => next,
+            Some(merged) => merged
+                .merge(next)
+                .with_context(|| format!("merging {}", path.display()))?,
+        });
+    }
+    Ok(merged)
+}
+
+/// Writes `kubeconfig` to `dir` (private to this user: it holds credentials) for the operator
+/// and the kubectl calls, so both use exactly the cluster, user and context probed.
+fn write_kubeconfig(kubeconfig: &Kubeconfig, dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("kubeconfig");
     // JSON is YAML: kube-rs and kubectl read it as a kubeconfig.
-    let text = serde_json::to_vec_pretty(&merged).context("serializing the kubeconfig")?;
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let text = serde_json::to_vec_pretty(kubeconfig).context("serializing the kubeconfig")?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(&text))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
