@@ -89,7 +89,8 @@ pub async fn run(
             .default_backoff()
             .modify(|pod| pod.managed_fields_mut().clear())
             // What `reflect` does, keeping the version the event replaces: a pod relabelled
-            // out of a selector concerns the PodScalers its old labels matched.
+            // out of a selector concerns the PodScalers its old labels matched. (`reflect` also
+            // dispatches to subscribers of a shared store; this store has none.)
             .map_ok(move |event| {
                 let previous = previous_version(&cached, &event);
                 pod_writer.apply_watcher_event(&event);
@@ -177,9 +178,15 @@ fn scalers_to_wake(
     match event {
         watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
             let mut woken = scalers_selecting(scalers, pod);
-            for scaler in previous
-                .map(|old| scalers_selecting(scalers, old))
-                .unwrap_or_default()
+            // Only new labels or owners can make the old version concern other PodScalers;
+            // most updates are status changes.
+            let moved = previous.filter(|old| {
+                old.metadata.labels != pod.metadata.labels
+                    || old.metadata.owner_references != pod.metadata.owner_references
+            });
+            for scaler in moved
+                .into_iter()
+                .flat_map(|old| scalers_selecting(scalers, old))
             {
                 if !woken.contains(&scaler) {
                     woken.push(scaler);
