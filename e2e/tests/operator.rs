@@ -680,17 +680,29 @@ async fn relabelled_pods_are_noticed_at_once(env: Env) -> anyhow::Result<()> {
     wait_running(&env, "app=relabel", 1).await?;
     let _operator = Operator::start(&env.cluster, &env.namespace, &["--requeue-after=1h"]).await?;
     env.apply(&scaler_manifest("relabel", 2, "relabel")).await?;
-    wait_running(&env, "app=relabel", 2).await?;
+    let before = wait_running(&env, "app=relabel", 2).await?;
+    // Converged and reported: the reconcile that the status write itself triggers finds
+    // nothing to do, so nothing but the relabelling below can wake the PodScaler.
+    wait_status_converged(&env, "relabel", 2).await?;
 
     // The stray pod leaves the selector: it was not the PodScaler's, and after the change it
     // matches no PodScaler, yet the PodScaler must hear of it and make up the count.
     env.kubectl(&["label", "pod", "stray", "app=elsewhere", "--overwrite"])
         .await?;
-    let pods = wait_running(&env, "app=relabel", 2).await?;
+    let after = wait_running(&env, "app=relabel", 2).await?;
+    let added = after
+        .iter()
+        .filter(|pod| {
+            before
+                .iter()
+                .all(|old| old.metadata.uid != pod.metadata.uid)
+        })
+        .count();
+    anyhow::ensure!(added == 1, "{added} pods created for the one relabelled");
+    let moved = observe::active_pods(&env.client(), &env.namespace, "app=elsewhere").await?;
     anyhow::ensure!(
-        pods.iter()
-            .all(|pod| pod.metadata.name.as_deref() != Some("stray")),
-        "the relabelled pod still counts"
+        moved.len() == 1 && moved[0].metadata.name.as_deref() == Some("stray"),
+        "the relabelled pod is left alone under its new label"
     );
 
     // And back in: now one pod too many, and the PodScaler's own pods go first.
@@ -731,8 +743,9 @@ async fn run_command_on_the_current_kubeconfig(env: Env) -> anyhow::Result<()> {
         &[("KUBECONFIG", kubeconfig)],
         env.cluster.dir(),
     )?);
+    let up_pid = up.lock().unwrap_or_else(PoisonError::into_inner).pid();
     let client = env.client();
-    let pods = wait::until("the sample's 4 pods to run", CONVERGE, || async {
+    wait::until("the sample's 4 pods to run", CONVERGE, || async {
         up.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .check_running()?;
@@ -743,9 +756,14 @@ async fn run_command_on_the_current_kubeconfig(env: Env) -> anyhow::Result<()> {
             "{running} running of {}",
             pods.len()
         );
-        Ok(pods)
+        Ok(())
     })
     .await?;
+    let operators = children_named(up_pid, "podscaler-operator")?;
+    anyhow::ensure!(
+        operators.len() == 1,
+        "podscaler-up runs one operator, found {operators:?}"
+    );
     // It shows the pods once they run, and says how to stop.
     let shown = wait::until("podscaler-up to show the pods", CONVERGE, || async {
         let output =
@@ -754,7 +772,7 @@ async fn run_command_on_the_current_kubeconfig(env: Env) -> anyhow::Result<()> {
         Ok(output)
     })
     .await?;
-    for pod in &pods {
+    for pod in observe::active_pods(&client, DEMO, "app=nginx").await? {
         let name = pod.metadata.name.as_deref().context("pod name")?;
         anyhow::ensure!(shown.contains(name), "pod {name} not shown:\n{shown}");
     }
@@ -768,8 +786,8 @@ async fn run_command_on_the_current_kubeconfig(env: Env) -> anyhow::Result<()> {
         up.log_tail(20)
     );
     wait::until("the operator it started to stop", CONVERGE, || async {
-        let left = operators_managing(DEMO)?;
-        anyhow::ensure!(left.is_empty(), "still running: pids {left:?}");
+        let left: Vec<_> = operators.iter().filter(|child| child.is_alive()).collect();
+        anyhow::ensure!(left.is_empty(), "still running: {left:?}");
         Ok(())
     })
     .await?;
@@ -811,34 +829,62 @@ fn kubeconfig_header(of: &Kubeconfig) -> Kubeconfig {
     }
 }
 
-/// The pids of `podscaler-operator` processes started with `--namespace=<namespace>`.
-fn operators_managing(namespace: &str) -> anyhow::Result<Vec<u32>> {
-    let flag = format!("--namespace={namespace}");
-    let mut pids = Vec::new();
+/// A process, told apart from a later one that reuses its pid by its start time.
+#[derive(Debug, PartialEq)]
+struct ProcessId {
+    pid: u32,
+    started: u64,
+}
+
+impl ProcessId {
+    /// Whether this very process still runs (a zombie counts as gone).
+    fn is_alive(&self) -> bool {
+        proc_stat(self.pid).is_some_and(|stat| stat.started == self.started && stat.state != 'Z')
+    }
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+struct ProcStat {
+    state: char,
+    parent: u32,
+    started: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, the rest cannot.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        parent: fields.get(1)?.parse().ok()?,
+        // Field 22 of stat(5), the 20th after `)`.
+        started: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The live children of `parent` whose program is called `name`.
+fn children_named(parent: u32, name: &str) -> anyhow::Result<Vec<ProcessId>> {
+    let mut children = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse().ok())
-        else {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
         // A process may exit while it is looked at.
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+        let Some(stat) = proc_stat(pid) else { continue };
+        let Ok(program) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
             continue;
         };
-        let mut args = cmdline
-            .split(|byte| *byte == 0)
-            .map(String::from_utf8_lossy);
-        let is_operator = args
-            .next()
-            .is_some_and(|program| program.ends_with("podscaler-operator"));
-        if is_operator && args.any(|arg| arg == flag) {
-            pids.push(pid);
+        if stat.parent == parent
+            && stat.state != 'Z'
+            && program.file_name().is_some_and(|file| file == name)
+        {
+            children.push(ProcessId {
+                pid,
+                started: stat.started,
+            });
         }
     }
-    Ok(pids)
+    Ok(children)
 }
 
 /// Without RBAC rights, or without a reachable API server, the operator exits at once with a
