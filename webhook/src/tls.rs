@@ -250,8 +250,8 @@ const SESSION_CACHE_SIZE: usize = 256;
 /// The server's TLS session cache, emptied when the certificate is replaced: a resumed session
 /// skips the certificate, so a client resuming one made before a rotation would go on trusting
 /// the previous certificate. After a rotation, its resumption attempt falls back to a full
-/// handshake with the new one. (A handshake still in flight at the swap may store one session of
-/// the previous certificate.)
+/// handshake with the new one. (Handshakes still in flight at the swap may store a few sessions
+/// of the previous certificate: two TLS 1.3 tickets, or one TLS 1.2 session, each.)
 #[derive(Debug)]
 pub struct SessionCache {
     size: usize,

@@ -1,14 +1,15 @@
 //! Certificate rotation over real TLS while admission requests keep flowing: the Secret volume
 //! is swapped as the kubelet swaps it (`..data` renamed over), new full handshakes switch to
 //! the new certificate, and no request fails, including on connections opened before the swap
-//! and kept alive across it, and on TLS sessions resumed across it. A botched rotation (files
+//! and kept alive across it, and on clients that resume sessions (after the swap their attempts
+//! fall back to full handshakes). A botched rotation (files
 //! that cannot be served) keeps the previous certificate, is counted as a reload error, and a
 //! later good rotation is still picked up.
 //!
 //! Under load, "a new connection presents B" is checked on full handshakes only: a resumed
 //! session presents no certificate and the client reports the one of the session it resumes.
-//! The server forgets its sessions when the certificate is replaced, but a handshake still in
-//! flight at the swap may store one more A session, so which certificate a resumed connection
+//! The server forgets its sessions when the certificate is replaced, but handshakes still in
+//! flight at the swap may store a few more A sessions, so which certificate a resumed connection
 //! reports during the swap is not fixed. `a_session_from_before_a_rotation_is_not_resumed`
 //! checks, without concurrent handshakes, that sessions do not outlive the certificate.
 
