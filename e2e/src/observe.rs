@@ -80,6 +80,24 @@ pub fn sample(page: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
         .and_then(|(_, value)| value.parse().ok())
 }
 
+/// Checks that a binary's `/metrics` page carries the standard process metrics, with values
+/// a running process has.
+pub fn ensure_process_metrics(page: &str) -> anyhow::Result<()> {
+    let value = |metric| sample(page, metric, &[]);
+    let resident = value("process_resident_memory_bytes");
+    let started = value("process_start_time_seconds");
+    let cpu = value("process_cpu_seconds_total");
+    let open = value("process_open_fds");
+    anyhow::ensure!(
+        resident.is_some_and(|bytes| bytes > 0.0)
+            && started.is_some_and(|seconds| seconds > 0.0)
+            && cpu.is_some_and(|seconds| seconds >= 0.0)
+            && open.is_some_and(|fds| fds > 0.0),
+        "process metrics: resident {resident:?}, start {started:?}, cpu {cpu:?}, fds {open:?}"
+    );
+    Ok(())
+}
+
 /// Records, at every pod watch event, how many active pods match a selector: the exact
 /// history the API server went through (between relists), to check bounds on it.
 pub struct ActiveCountRecorder {

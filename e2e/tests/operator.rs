@@ -265,6 +265,7 @@ async fn seed_sample_converges(env: Env) -> anyhow::Result<()> {
         ) == Some(0.0),
         "no reconcile errors expected"
     );
+    observe::ensure_process_metrics(&metrics)?;
     let mut operator = operator;
     anyhow::ensure!(
         operator.stop()?,

@@ -150,6 +150,7 @@ async fn sample_is_defaulted_and_runs(env: Env) -> anyhow::Result<()> {
     );
 
     let metrics = webhook.metrics().await?;
+    observe::ensure_process_metrics(&metrics)?;
     for path in [MUTATE_PATH, VALIDATE_PATH] {
         let served = counter(
             &metrics,

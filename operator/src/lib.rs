@@ -2,8 +2,8 @@
 //!
 //! The library holds everything the operator binary, the webhook binary and `crd-gen` share —
 //! the API types and their defaulting, validation, the CRD, the admin (metrics / health)
-//! servers — and the operator's own parts: pure decisions (`plan`, `expectations`, `status`,
-//! `contention`) with the I/O kept in `reconcile` and `controller`.
+//! servers, the process metrics — and the operator's own parts: pure decisions (`plan`,
+//! `expectations`, `status`, `contention`) with the I/O kept in `reconcile` and `controller`.
 
 pub mod admin;
 pub mod api;
@@ -14,6 +14,7 @@ pub mod crd;
 pub mod expectations;
 pub mod metrics;
 pub mod plan;
+pub mod process_metrics;
 pub mod reconcile;
 pub mod status;
 pub mod telemetry;

@@ -46,6 +46,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, args.max_concurrent_reconciles);
+    podscaler::process_metrics::register(&mut registry);
     let readiness = Readiness::default();
     let mut servers = Vec::new();
     if let Some(listener) = admin::bind(args.metrics_bind_address, "--metrics-bind-address").await?

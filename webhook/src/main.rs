@@ -36,6 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
     let mut registry = Registry::default();
+    podscaler::process_metrics::register(&mut registry);
 
     // The certificate first: a bad file is reported (naming it) before anything else.
     let (store, writer) = cache::store();
