@@ -309,10 +309,17 @@ mod tests {
             names(scalers_to_wake(&scalers, &event, Some(&before))),
             ["api", "web"]
         );
-        // Unchanged labels wake each PodScaler once.
+        // Unchanged labels and owners (a status update): as without a previous version.
         assert_eq!(
             names(scalers_to_wake(&scalers, &event, Some(&after))),
             ["api"]
+        );
+        // Its owner, matched by the old labels too, is woken once.
+        let owned_before = pod(json!({"app": "api"}), Some("api"));
+        let owned_after = watcher::Event::Apply(pod(json!({"app": "web"}), Some("api")));
+        assert_eq!(
+            names(scalers_to_wake(&scalers, &owned_after, Some(&owned_before))),
+            ["api", "web"]
         );
         // Out of every selector: only the PodScaler it left.
         let elsewhere = watcher::Event::Apply(pod(json!({"app": "elsewhere"}), None));
