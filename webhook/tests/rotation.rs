@@ -21,15 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use podscaler_webhook::server::Config;
 use rustls::HandshakeKind;
 use rustls::client::Resumption;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use support::*;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 const RELOAD_ERRORS: &str = "podscaler_webhook_certificate_reloads_total{result=\"error\"}";
@@ -146,36 +143,15 @@ fn client_config(pki: &Pki, http2: bool, resuming: bool) -> Arc<rustls::ClientCo
     Arc::new(config)
 }
 
-/// Like `Client::connect`, also telling whether the TLS handshake resumed a session. The socket
-/// has `TCP_NODELAY`, as the API server's Go client sets it (without it, each HTTP/2 request
-/// waits out a delayed ACK).
+/// Like `Client::connect`, also telling whether the TLS handshake resumed a session.
 async fn open(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<(Client, CertificateDer<'static>, bool)> {
-    let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let name = ServerName::try_from("localhost").expect("server name");
-    let stream = TlsConnector::from(config).connect(name, tcp).await?;
+    let stream = connect(addr, config).await?;
     let der = peer_certificate(&stream);
-    let tls = stream.get_ref().1;
-    let resumed = tls.handshake_kind() == Some(HandshakeKind::Resumed);
-    let h2 = tls.alpn_protocol() == Some(b"h2".as_slice());
-    let io = TokioIo::new(stream);
-    let client = if h2 {
-        let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(connection);
-        Client::Http2(sender)
-    } else {
-        let (sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(connection);
-        Client::Http1(sender)
-    };
-    Ok((client, der, resumed))
+    let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+    Ok((Client::over(stream).await?, der, resumed))
 }
 
 /// Sends a valid CREATE review to the validating webhook and checks the answer: HTTP 200, an

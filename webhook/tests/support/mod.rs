@@ -318,12 +318,14 @@ impl Drop for Server {
     }
 }
 
-/// A TLS connection to the server.
+/// A TLS connection to the server. The socket has `TCP_NODELAY`, as the API server's Go client
+/// sets it (without it, each HTTP/2 request waits out a delayed ACK).
 pub async fn connect(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
     let name = ServerName::try_from("localhost").expect("server name");
     TlsConnector::from(config).connect(name, tcp).await
 }
@@ -369,9 +371,15 @@ impl Client {
     ) -> std::io::Result<(Self, CertificateDer<'static>)> {
         let stream = connect(addr, config).await?;
         let certificate = peer_certificate(&stream);
+        Ok((Self::over(stream).await?, certificate))
+    }
+
+    /// Performs, over an established TLS connection, the HTTP handshake its ALPN protocol asks
+    /// for.
+    pub async fn over(stream: TlsStream<TcpStream>) -> std::io::Result<Self> {
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let io = TokioIo::new(stream);
-        let client = if h2 {
+        Ok(if h2 {
             let (sender, connection) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                     .await
@@ -384,8 +392,7 @@ impl Client {
                 .map_err(std::io::Error::other)?;
             tokio::spawn(connection);
             Self::Http1(sender)
-        };
-        Ok((client, certificate))
+        })
     }
 
     pub fn is_http2(&self) -> bool {
