@@ -11,6 +11,7 @@ pub mod cli;
 pub mod contention;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod expectations;
 pub mod metrics;
 pub mod plan;
