@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams};
 use podscaler::admin::{self, Endpoints, Readiness};
 use podscaler::api::PodScaler;
 use podscaler::cli::OperatorArgs;
-use podscaler::contention::{self, ContentionLog};
+use podscaler::contention::Fights;
 use podscaler::controller::{self, Scope};
 use podscaler::expectations::Expectations;
 use podscaler::metrics::Metrics;
@@ -19,9 +19,6 @@ use podscaler::reconcile::{Context, Settings};
 use podscaler::telemetry;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-
-/// Retry interval after a failed reconcile.
-const ERROR_REQUEUE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -82,17 +79,15 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
 
     let settings = Settings {
         requeue_after: args.requeue_after,
-        error_requeue_after: ERROR_REQUEUE_AFTER.min(args.requeue_after),
     };
     let expectations = Expectations::new(args.expectations_timeout);
     let make_context = |pods| {
-        let contention = ContentionLog::new(contention::DEFAULT_WINDOW);
         Context::new(
             client.clone(),
             pods,
             metrics,
             expectations,
-            contention,
+            Fights::default(),
             settings,
         )
     };

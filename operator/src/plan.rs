@@ -4,7 +4,7 @@
 //! `ActivePodsWithRanks`): nothing here talks to the API server, so every rule is a table test.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -71,7 +71,7 @@ pub struct PodFacts {
     pub ready_since: Option<Timestamp>,
     /// `controller.kubernetes.io/pod-deletion-cost`, 0 when absent or malformed.
     pub deletion_cost: i32,
-    /// Sum of the containers' restart counts.
+    /// The highest restart count of its containers (ReplicaSet's `maxContainerRestarts`).
     pub restarts: i32,
     /// Creation time.
     pub created: Option<Timestamp>,
@@ -128,7 +128,11 @@ impl PodFacts {
         let restarts = status
             .and_then(|s| s.container_statuses.as_ref())
             .map_or(0, |statuses| {
-                statuses.iter().map(|c| c.restart_count).sum::<i32>()
+                statuses
+                    .iter()
+                    .map(|c| c.restart_count)
+                    .max()
+                    .unwrap_or(0)
             });
         Self {
             name: meta.name.clone().unwrap_or_default(),
@@ -156,10 +160,12 @@ impl PodFacts {
 /// 3. Pending before Unknown before Running;
 /// 4. not ready before ready;
 /// 5. lower `pod-deletion-cost` first;
-/// 6. ready for a shorter time first;
-/// 7. more restarts first;
-/// 8. newer first;
+/// 6. ready for a shorter time first (no ready time first);
+/// 7. more restarts of its most restarted container first;
+/// 8. newer first (no creation time first);
 /// 9. name, so the order is total and stable.
+///
+/// Rules 6 and 8 compare as ReplicaSet's `afterOrZero` does, without its logarithmic buckets.
 pub fn deletion_order(a: &PodFacts, b: &PodFacts) -> Ordering {
     fn controller_rank(controller: &Controller) -> u8 {
         match controller {
@@ -174,17 +180,27 @@ pub fn deletion_order(a: &PodFacts, b: &PodFacts) -> Ordering {
         .then_with(|| a.phase.cmp(&b.phase))
         .then_with(|| a.ready.cmp(&b.ready))
         .then_with(|| a.deletion_cost.cmp(&b.deletion_cost))
-        .then_with(|| match (a.ready_since, b.ready_since) {
-            // Both ready: the one that became ready later has been ready for less time.
-            (Some(a_since), Some(b_since)) => b_since.cmp(&a_since),
-            _ => Ordering::Equal,
+        .then_with(|| {
+            // Only between ready pods: the one that became ready later has been ready for less.
+            if a.ready && b.ready {
+                later_or_missing_first(a.ready_since, b.ready_since)
+            } else {
+                Ordering::Equal
+            }
         })
         .then_with(|| b.restarts.cmp(&a.restarts))
-        .then_with(|| match (a.created, b.created) {
-            (Some(a_created), Some(b_created)) => b_created.cmp(&a_created),
-            _ => Ordering::Equal,
-        })
+        .then_with(|| later_or_missing_first(a.created, b.created))
         .then_with(|| a.name.cmp(&b.name))
+}
+
+/// ReplicaSet's `afterOrZero` as an ordering: a missing time first, then the later time.
+fn later_or_missing_first(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => b.cmp(&a),
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
 }
 
 /// What one reconcile pass does.
@@ -198,18 +214,28 @@ pub enum Plan {
     Delete(Vec<PodFacts>),
 }
 
-/// Decides how to move from `pods` (the active matching pods) to `desired`.
-pub fn plan(desired: i32, pods: &[PodFacts]) -> Plan {
+/// Decides how to move from `pods` (the active matching pods) to `desired`. Pods controlled by
+/// a `spared` controller (one this PodScaler is holding off fighting) still count, but are not
+/// deleted; with nothing else to delete, the plan is [`Plan::Nothing`].
+pub fn plan(desired: i32, pods: &[PodFacts], spared: &BTreeSet<OwnerName>) -> Plan {
     let desired = usize::try_from(desired).unwrap_or(0);
     match pods.len().cmp(&desired) {
         Ordering::Equal => Plan::Nothing,
         Ordering::Less => Plan::Create((desired - pods.len()).min(MAX_PODS_PER_PASS)),
         Ordering::Greater => {
             let surplus = (pods.len() - desired).min(MAX_PODS_PER_PASS);
-            let mut ranked = pods.to_vec();
+            let mut ranked: Vec<PodFacts> = pods
+                .iter()
+                .filter(|pod| !matches!(&pod.controller, Controller::Other(owner) if spared.contains(owner)))
+                .cloned()
+                .collect();
             ranked.sort_by(deletion_order);
             ranked.truncate(surplus);
-            Plan::Delete(ranked)
+            if ranked.is_empty() {
+                Plan::Nothing
+            } else {
+                Plan::Delete(ranked)
+            }
         }
     }
 }
@@ -362,7 +388,7 @@ mod tests {
                 ready: true,
                 ready_since: Some(at(9)),
                 deletion_cost: -7,
-                restarts: 5,
+                restarts: 3,
                 created: Some(at(1)),
             }
         );
@@ -494,6 +520,28 @@ mod tests {
                     ..base.clone()
                 },
             ),
+            (
+                "no creation time before any",
+                PodFacts {
+                    created: None,
+                    ..base.clone()
+                },
+                PodFacts {
+                    created: Some(at(50)),
+                    ..base.clone()
+                },
+            ),
+            (
+                "ready with no ready time before ready for a while",
+                PodFacts {
+                    ready_since: None,
+                    ..base.clone()
+                },
+                PodFacts {
+                    ready_since: Some(at(100)),
+                    ..base.clone()
+                },
+            ),
             ("name breaks the last tie", facts("a"), facts("b")),
             (
                 "controller outranks readiness",
@@ -552,9 +600,13 @@ mod tests {
             ("scale to zero deletes all", 0, 2, Plan::Delete(pods(2))),
         ];
         for (name, desired, existing, want) in cases {
-            assert_eq!(plan(desired, &pods(existing)), want, "{name}");
+            assert_eq!(
+                plan(desired, &pods(existing), &BTreeSet::new()),
+                want,
+                "{name}"
+            );
         }
-        match plan(10, &pods(800)) {
+        match plan(10, &pods(800), &BTreeSet::new()) {
             Plan::Delete(victims) => assert_eq!(victims.len(), MAX_PODS_PER_PASS),
             other => panic!("expected a capped delete, got {other:?}"),
         }
@@ -573,7 +625,7 @@ mod tests {
                 ..facts(&format!("rs-{i}"))
             });
         }
-        let Plan::Delete(victims) = plan(4, &pods) else {
+        let Plan::Delete(victims) = plan(4, &pods, &BTreeSet::new()) else {
             panic!("expected deletions");
         };
         let names: Vec<&str> = victims.iter().map(|p| p.name.as_str()).collect();
@@ -582,6 +634,33 @@ mod tests {
             names.iter().all(|name| name.starts_with("own-")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn a_spared_controllers_pods_count_but_are_not_deleted() {
+        let rs = OwnerName {
+            kind: "ReplicaSet".into(),
+            name: "web-1".into(),
+        };
+        let spared = BTreeSet::from([rs.clone()]);
+        let foreign = |name: &str| PodFacts {
+            controller: Controller::Other(rs.clone()),
+            ..facts(name)
+        };
+        let bare = PodFacts {
+            controller: Controller::Nobody,
+            ..facts("bare")
+        };
+        let held: Vec<PodFacts> = (0..5).map(|i| foreign(&format!("rs-{i}"))).collect();
+        assert_eq!(plan(4, &held, &spared), Plan::Nothing, "nothing else to delete");
+        assert_eq!(plan(6, &held, &spared), Plan::Create(1), "they still count");
+        let mut mixed = held.clone();
+        mixed.push(bare.clone());
+        assert_eq!(plan(4, &mixed, &spared), Plan::Delete(vec![bare]));
+        let Plan::Delete(victims) = plan(4, &held, &BTreeSet::new()) else {
+            panic!("without a hold the surplus is deleted");
+        };
+        assert_eq!(victims.len(), 1);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the API calls, record expectations, publish events and write the status. The only I/O of
 //! the controller's decisions lives here.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,17 +12,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::{PodScaler, PodScalerStatus, effective_template, selector_matches};
-use crate::contention::ContentionLog;
+use crate::backoff::{FailureBackoff, Gate};
+use crate::contention::Fights;
+use crate::events::{EventRecorder, Occurrence};
 use crate::expectations::{CacheView, Check, Expectations, PodRef};
 use crate::metrics::{Metrics, ReconcileResult};
-use crate::plan::{self, Controller, Plan, PodFacts};
+use crate::plan::{self, Controller, OwnerName, Plan, PodFacts};
 use crate::status::{self, FailedAction, Failure, Observation, Progress};
 
 /// Name the operator reports events and field ownership under.
@@ -64,8 +66,6 @@ pub enum Error {
 pub struct Settings {
     /// Requeue interval for a PodScaler after a successful pass.
     pub requeue_after: Duration,
-    /// Requeue interval after a failed pass.
-    pub error_requeue_after: Duration,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -73,9 +73,10 @@ pub struct Context {
     client: Client,
     pods: Store<Pod>,
     expectations: Mutex<Expectations>,
-    contention: Mutex<ContentionLog>,
+    backoff: Mutex<FailureBackoff>,
+    fights: Mutex<Fights>,
     metrics: Metrics,
-    recorder: Recorder,
+    recorder: EventRecorder,
     settings: Settings,
 }
 
@@ -86,19 +87,16 @@ impl Context {
         pods: Store<Pod>,
         metrics: Metrics,
         expectations: Expectations,
-        contention: ContentionLog,
+        fights: Fights,
         settings: Settings,
     ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client,
             pods,
             expectations: Mutex::new(expectations),
-            contention: Mutex::new(contention),
+            backoff: Mutex::new(FailureBackoff::default()),
+            fights: Mutex::new(fights),
             metrics,
             settings,
         }
@@ -127,19 +125,34 @@ impl Context {
         }
     }
 
-    /// Forgets a PodScaler that no longer exists: its expectations, contention log and
+    /// Forgets a PodScaler that no longer exists: its expectations, backoff, fights and
     /// metric series.
     pub fn forget(&self, namespace: &str, name: &str) {
         let key = format!("{namespace}/{name}");
         lock(&self.expectations).forget(&key);
-        lock(&self.contention).forget(&key);
+        lock(&self.backoff).reset(&key);
+        lock(&self.fights).forget(&key);
         self.metrics.remove_scaler(namespace, name);
     }
 
-    /// The next pass after a failed one.
-    pub fn error_action(&self) -> Action {
-        Action::requeue(self.settings.error_requeue_after)
+    /// Records a failed pass of `scaler` and returns when to retry it: 5 ms doubling to
+    /// [`crate::backoff::MAX_DELAY`], per PodScaler.
+    pub fn error_action(&self, scaler: &PodScaler) -> Action {
+        let delay = lock(&self.backoff).failed(
+            &scaler_key(scaler),
+            scaler.metadata.generation,
+            Instant::now(),
+        );
+        Action::requeue(delay)
     }
+}
+
+fn scaler_key(scaler: &PodScaler) -> String {
+    format!(
+        "{}/{}",
+        scaler.namespace().unwrap_or_default(),
+        scaler.name_any()
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -158,10 +171,11 @@ pub async fn reconcile(scaler: Arc<PodScaler>, ctx: Arc<Context>) -> Result<Acti
     result
 }
 
-/// The controller's error policy: log and retry soon.
+/// The controller's error policy: log and retry after the PodScaler's backoff.
 pub fn error_policy(scaler: Arc<PodScaler>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(podscaler = %scaler.name_any(), error = %error, "reconcile failed");
-    ctx.error_action()
+    let action = ctx.error_action(&scaler);
+    tracing::warn!(podscaler = %scaler_key(&scaler), error = %error, ?action, "reconcile failed; backing off");
+    action
 }
 
 async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, Error> {
@@ -173,13 +187,24 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     if scaler.meta().deletion_timestamp.is_some() {
         // Garbage collection removes the pods through their owner references.
         ctx.forget(&namespace, &name);
+        ctx.recorder.forget(&scaler.object_ref(&()));
         return Ok(Action::await_change());
+    }
+
+    // A failed pass is retried on its backoff schedule, whatever wakes the PodScaler before
+    // then: its own status write, an event of one of its pods, the resync. Only a spec change
+    // (a new generation) is looked at at once, since it may be the fix.
+    let now = Instant::now();
+    if let Gate::Wait(remaining) =
+        lock(&ctx.backoff).gate(&key, scaler.metadata.generation, now)
+    {
+        tracing::debug!(podscaler = %key, ?remaining, "backing off after a failed pass");
+        return Ok(Action::requeue(remaining));
     }
 
     // Expectations first, then the pods: the cache only moves forward, so pods read after a
     // satisfied check include every change the check saw observed. Read the other way round,
     // a pod observed between the two reads would be missing from the list and made again.
-    let now = Instant::now();
     let check =
         lock(&ctx.expectations).check(&key, now, |pod| cache_view(&ctx.pods, &namespace, pod));
     let scaler_uid = scaler.uid().unwrap_or_default();
@@ -218,22 +243,20 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
         Check::Satisfied => act(scaler, &namespace, &key, &pods, ctx).await,
     };
 
-    let recent_foreign_deletions = lock(&ctx.contention).recent(&key, Instant::now());
-    let contention_window = lock(&ctx.contention).window();
+    let fights = lock(&ctx.fights).report(&key, Instant::now());
     let observation = Observation {
         generation: scaler.metadata.generation,
         spec: &scaler.spec,
         pods: &pods,
         progress: progress.clone(),
-        recent_foreign_deletions: &recent_foreign_deletions,
-        contention_window,
+        fights: &fights,
     };
     let previous = scaler.status.as_ref();
     let status = status::compute(previous, &observation, Timestamp::now());
     ctx.metrics
         .set_scaler(&namespace, &name, scaler.spec.count, &status);
     if let Some((reason, note)) = status::contention_news(previous, &status) {
-        publish(ctx, scaler, EventType::Warning, &reason, "Reconcile", note).await;
+        publish(ctx, scaler, WARNING, &reason, "Reconcile", note).await;
     }
     if previous != Some(&status) {
         write_status(ctx, &namespace, &name, &status)
@@ -244,16 +267,27 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
             })?;
     }
 
-    match progress {
-        Progress::Acted {
-            failure: Some(failure),
-        } => Err(Error::Replicas {
+    if let Progress::Acted {
+        failure: Some(failure),
+    } = progress
+    {
+        return Err(Error::Replicas {
             key,
             message: failure.message,
-        }),
-        _ => Ok(Action::requeue(ctx.settings.requeue_after)),
+        });
     }
+    lock(&ctx.backoff).reset(&key);
+    // Look again when a hold on a fight ends, if that comes before the resync.
+    let next_hold_end = lock(&ctx.fights).next_hold_end(&key, Instant::now());
+    let requeue = next_hold_end.map_or(ctx.settings.requeue_after, |end| {
+        end.min(ctx.settings.requeue_after)
+    });
+    Ok(Action::requeue(requeue))
 }
+
+/// Event types (core/v1 `type`).
+const NORMAL: &str = "Normal";
+const WARNING: &str = "Warning";
 
 fn cache_view(pods: &Store<Pod>, namespace: &str, pod: &PodRef) -> CacheView {
     match pods.get(&ObjectRef::new(&pod.name).within(namespace)) {
@@ -275,7 +309,8 @@ async fn act(
     pods: &[PodFacts],
     ctx: &Context,
 ) -> Progress {
-    match plan::plan(scaler.spec.count, pods) {
+    let spared: BTreeSet<OwnerName> = lock(&ctx.fights).spared(key, Instant::now());
+    match plan::plan(scaler.spec.count, pods, &spared) {
         Plan::Nothing => Progress::Idle,
         Plan::Create(count) => create_pods(scaler, namespace, key, count, ctx).await,
         Plan::Delete(victims) => delete_pods(scaler, namespace, key, victims, ctx).await,
@@ -295,6 +330,7 @@ async fn create_pods(
     let params = PostParams::default();
     let mut created = Vec::new();
     let mut failure = None;
+    let mut first_error = None;
     for batch in plan::slow_start_batches(count) {
         let results: Vec<_> = stream::iter(0..batch)
             .map(|_| api.create(&params, &pod))
@@ -309,10 +345,13 @@ async fn create_pods(
                     uid: pod.uid().unwrap_or_default(),
                 }),
                 Err(error) => {
-                    failure.get_or_insert_with(|| Failure {
-                        action: FailedAction::Create,
-                        message: api_message(&error),
-                    });
+                    if first_error.is_none() {
+                        failure = Some(Failure {
+                            action: FailedAction::Create,
+                            message: stable_api_message(&error),
+                        });
+                        first_error = Some(api_message(&error));
+                    }
                 }
             }
         }
@@ -329,27 +368,13 @@ async fn create_pods(
     if !created.is_empty() {
         let names: Vec<&str> = created.iter().map(|pod| pod.name.as_str()).collect();
         let note = format!("Created {} pod(s): {}", created.len(), list_names(&names));
-        publish(
-            ctx,
-            scaler,
-            EventType::Normal,
-            "SuccessfulCreate",
-            "CreatePods",
-            note,
-        )
-        .await;
+        publish(ctx, scaler, NORMAL, "SuccessfulCreate", "CreatePods", note).await;
     }
-    if let Some(failure) = &failure {
-        let note = format!("Error creating: {}", failure.message);
-        publish(
-            ctx,
-            scaler,
-            EventType::Warning,
-            "FailedCreate",
-            "CreatePods",
-            note,
-        )
-        .await;
+    if let Some(error) = first_error {
+        // The event keeps the API's whole message (the refused pod's name too), as the
+        // ReplicaSet controller's does; the correlator combines a run of them.
+        let note = format!("Error creating: {error}");
+        publish(ctx, scaler, WARNING, "FailedCreate", "CreatePods", note).await;
     }
     Progress::Acted { failure }
 }
@@ -393,14 +418,18 @@ async fn delete_pods(
 
     let mut deleted = Vec::new();
     let mut failure = None;
+    let mut first_error = None;
     for (victim, result) in results {
         match result {
             Ok(()) => deleted.push(victim),
             Err(error) => {
-                failure.get_or_insert_with(|| Failure {
-                    action: FailedAction::Delete,
-                    message: api_message(&error),
-                });
+                if first_error.is_none() {
+                    failure = Some(Failure {
+                        action: FailedAction::Delete,
+                        message: stable_api_message(&error),
+                    });
+                    first_error = Some(api_message(&error));
+                }
             }
         }
     }
@@ -413,43 +442,51 @@ async fn delete_pods(
         }),
         now,
     );
-    let (name, mut foreign) = (scaler.name_any(), 0_u64);
-    {
-        let mut contention = lock(&ctx.contention);
-        for pod in &deleted {
-            if let Controller::Other(owner) = &pod.controller {
-                contention.record(key, owner.clone(), now);
-                foreign += 1;
-            }
+    let name = scaler.name_any();
+    let mut foreign_owners: BTreeSet<&OwnerName> = BTreeSet::new();
+    let mut foreign = 0_u64;
+    for pod in &deleted {
+        if let Controller::Other(owner) = &pod.controller {
+            foreign_owners.insert(owner);
+            foreign += 1;
         }
     }
     if foreign > 0 {
         ctx.metrics.foreign_pods_deleted(namespace, &name, foreign);
     }
-    if !deleted.is_empty() {
-        let names: Vec<&str> = deleted.iter().map(|pod| pod.name.as_str()).collect();
-        let note = format!("Deleted {} pod(s): {}", deleted.len(), list_names(&names));
+    // One round of a fight per controller per pass: a pass deletes every surplus pod at once.
+    let holds: Vec<_> = {
+        let mut fights = lock(&ctx.fights);
+        foreign_owners
+            .into_iter()
+            .filter_map(|owner| fights.round(key, owner, now, Timestamp::now()))
+            .collect()
+    };
+    for hold in holds {
+        let note = format!(
+            "{} recreated the pods this PodScaler deleted: not deleting its pods for {}s, until {}",
+            hold.owner,
+            hold.duration.as_secs(),
+            hold.until
+        );
         publish(
             ctx,
             scaler,
-            EventType::Normal,
-            "SuccessfulDelete",
+            WARNING,
+            status::reason::FIGHTING_CONTROLLER,
             "DeletePods",
             note,
         )
         .await;
     }
-    if let Some(failure) = &failure {
-        let note = format!("Error deleting: {}", failure.message);
-        publish(
-            ctx,
-            scaler,
-            EventType::Warning,
-            "FailedDelete",
-            "DeletePods",
-            note,
-        )
-        .await;
+    if !deleted.is_empty() {
+        let names: Vec<&str> = deleted.iter().map(|pod| pod.name.as_str()).collect();
+        let note = format!("Deleted {} pod(s): {}", deleted.len(), list_names(&names));
+        publish(ctx, scaler, NORMAL, "SuccessfulDelete", "DeletePods", note).await;
+    }
+    if let Some(error) = first_error {
+        let note = format!("Error deleting: {error}");
+        publish(ctx, scaler, WARNING, "FailedDelete", "DeletePods", note).await;
     }
     Progress::Acted { failure }
 }
@@ -492,20 +529,23 @@ async fn write_status(
 async fn publish(
     ctx: &Context,
     scaler: &PodScaler,
-    type_: EventType,
+    type_: &'static str,
     reason: &str,
     action: &str,
-    note: String,
+    message: String,
 ) {
-    let event = Event {
+    let occurrence = Occurrence {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
         action: action.to_owned(),
-        secondary: None,
+        message,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &scaler.object_ref(&())).await {
-        tracing::warn!(podscaler = %scaler.name_any(), reason, error = %error, "publishing an event failed");
+    if let Err(error) = ctx
+        .recorder
+        .publish(&scaler.object_ref(&()), &occurrence)
+        .await
+    {
+        tracing::warn!(podscaler = %scaler_key(scaler), reason, error = %error, "publishing an event failed");
     }
 }
 
@@ -515,6 +555,15 @@ fn api_message(error: &kube::Error) -> String {
         kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
         other => other.to_string(),
     }
+}
+
+/// [`api_message`] without the name of the refused pod, for the `ReplicaFailure` condition.
+fn stable_api_message(error: &kube::Error) -> String {
+    let refused = match error {
+        kube::Error::Api(status) => status.details.as_ref().map(|d| d.name.as_str()),
+        _ => None,
+    };
+    status::refusal_message(&api_message(error), refused)
 }
 
 fn list_names(names: &[&str]) -> String {

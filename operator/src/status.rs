@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{PodScalerSpec, PodScalerStatus, selector_string};
+use crate::contention::Fight;
 use crate::plan::{Controller, OwnerName, PodFacts, foreign_controllers};
 
 /// Condition: the count is right and every pod is ready.
@@ -35,7 +36,7 @@ pub mod reason {
     pub const NO_FAILURE: &str = "NoFailure";
     /// Matching pods of another controller are counted (`Contended`).
     pub const SHARED_SELECTOR: &str = "SharedSelector";
-    /// This PodScaler recently deleted pods another controller recreates (`Contended`).
+    /// Another controller recreates the pods this PodScaler deletes (`Contended`).
     pub const FIGHTING_CONTROLLER: &str = "FightingController";
     /// No other controller's pods match (`Contended` False).
     pub const NO_CONTENTION: &str = "NoContention";
@@ -55,8 +56,29 @@ pub enum FailedAction {
 pub struct Failure {
     /// Which call failed.
     pub action: FailedAction,
-    /// The API server's message.
+    /// The API server's message, as [`refusal_message`] makes it stable.
     pub message: String,
+}
+
+/// The API server's message for a refused create or delete, without the name of the refused
+/// pod: a generated name differs on every attempt, and a condition message that changes each
+/// pass would write the status, and so wake the PodScaler, on every pass. Events keep the
+/// full message.
+///
+/// `pods "web-x7k2p" is forbidden: exceeded quota: q, …` becomes `exceeded quota: q, …`.
+pub fn refusal_message(message: &str, refused_name: Option<&str>) -> String {
+    let reason = forbidden_reason(message).unwrap_or(message);
+    match refused_name.filter(|name| !name.is_empty()) {
+        Some(name) => reason.replace(name, "<generated>"),
+        None => reason.to_owned(),
+    }
+}
+
+/// `<reason>` of the API server's `<resource> "<name>" is forbidden: <reason>`.
+fn forbidden_reason(message: &str) -> Option<&str> {
+    let (resource, rest) = message.split_once(" \"")?;
+    let (_, reason) = rest.split_once("\" is forbidden: ")?;
+    (!resource.is_empty() && !resource.contains(' ')).then_some(reason)
 }
 
 /// What the pass did about the count.
@@ -89,10 +111,8 @@ pub struct Observation<'a> {
     pub pods: &'a [PodFacts],
     /// What the pass did.
     pub progress: Progress,
-    /// Pods of other controllers this PodScaler deleted within the contention window.
-    pub recent_foreign_deletions: &'a BTreeMap<OwnerName, usize>,
-    /// How far back `recent_foreign_deletions` looks, for the message.
-    pub contention_window: std::time::Duration,
+    /// The fights with other controllers this PodScaler is in.
+    pub fights: &'a [Fight],
 }
 
 /// Computes the status; conditions keep their `lastTransitionTime` while their status holds.
@@ -194,16 +214,13 @@ impl Draft {
 
 fn ready_condition(observed: &Observation<'_>, replicas: i32, ready: i32) -> Draft {
     let desired = observed.spec.count.max(0);
+    // No counts of the unobserved changes: they shrink with every pod event, and each
+    // different message would be another status write.
     let waiting = match observed.progress {
-        Progress::AwaitingCache {
-            creations,
-            deletions,
-        } => {
-            format!(
-                "; waiting to observe {creations} pod creation(s) and {deletions} deletion(s) before acting again"
-            )
+        Progress::AwaitingCache { .. } => {
+            "; waiting to observe its earlier pod creations and deletions before acting again"
         }
-        _ => String::new(),
+        _ => "",
     };
     if replicas < desired {
         Draft::new(
@@ -257,7 +274,10 @@ fn failure_condition(observed: &Observation<'_>, previous: &[Condition], replica
                 REPLICA_FAILURE,
                 true,
                 reason,
-                format!("{verb} a pod failed: {}", failure.message),
+                format!(
+                    "{verb} pods is refused: {}; retrying with backoff",
+                    failure.message
+                ),
             )
         }
         Progress::Acted { failure: None } | Progress::Idle => cleared(),
@@ -274,18 +294,35 @@ fn failure_condition(observed: &Observation<'_>, previous: &[Condition], replica
 
 fn contention_condition(observed: &Observation<'_>) -> Draft {
     let selector = selector_string(&observed.spec.selector);
-    if !observed.recent_foreign_deletions.is_empty() {
-        let deleted: usize = observed.recent_foreign_deletions.values().sum();
-        let owners = list_owners(observed.recent_foreign_deletions);
+    if !observed.fights.is_empty() {
+        let (held, fighting): (Vec<&Fight>, Vec<&Fight>) = observed
+            .fights
+            .iter()
+            .partition(|fight| fight.holding_until.is_some());
+        let mut parts = Vec::new();
+        for fight in held {
+            if let Some(until) = fight.holding_until {
+                parts.push(format!(
+                    "{} recreates the pods this PodScaler deletes: holding off deleting its pods until {until}",
+                    fight.owner
+                ));
+            }
+        }
+        if !fighting.is_empty() {
+            let owners: Vec<String> = fighting.iter().map(|f| f.owner.to_string()).collect();
+            parts.push(format!(
+                "this PodScaler deleted pods controlled by {} to hold {selector} at {count}, and they were recreated",
+                owners.join(", "),
+                count = observed.spec.count,
+            ));
+        }
         return Draft::new(
             CONTENDED,
             true,
             reason::FIGHTING_CONTROLLER,
             format!(
-                "deleted {deleted} pod(s) controlled by {owners} in the last {window}s to hold {selector} at {count}; \
-                 that controller recreates them: give the two controllers selectors that do not overlap",
-                window = observed.contention_window.as_secs(),
-                count = observed.spec.count,
+                "{}; give the controllers selectors that do not overlap",
+                parts.join("; ")
             ),
         );
     }
@@ -327,7 +364,6 @@ fn list_owners(owners: &BTreeMap<OwnerName, usize>) -> String {
 mod tests {
     use super::*;
     use crate::plan::Phase;
-    use std::time::Duration;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
@@ -375,15 +411,14 @@ mod tests {
         spec: &'a PodScalerSpec,
         pods: &'a [PodFacts],
         progress: Progress,
-        deletions: &'a BTreeMap<OwnerName, usize>,
+        fights: &'a [Fight],
     ) -> Observation<'a> {
         Observation {
             generation: Some(3),
             spec,
             pods,
             progress,
-            recent_foreign_deletions: deletions,
-            contention_window: Duration::from_secs(300),
+            fights,
         }
     }
 
@@ -395,7 +430,7 @@ mod tests {
             pod("b", false, Controller::This),
             pod("c", true, rs("web")),
         ];
-        let none = BTreeMap::new();
+        let none: [Fight; 0] = [];
         let status = compute(None, &observe(&spec, &pods, Progress::Idle, &none), at(0));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.replicas, 3);
@@ -415,7 +450,7 @@ mod tests {
 
     #[test]
     fn ready_condition_table() {
-        let none = BTreeMap::new();
+        let none: [Fight; 0] = [];
         type Case = (
             &'static str,
             i32,
@@ -488,7 +523,7 @@ mod tests {
                 },
                 false,
                 reason::SCALING_UP,
-                "2 of 4 pods exist; waiting to observe 2 pod creation(s) and 0 deletion(s) before acting again",
+                "2 of 4 pods exist; waiting to observe its earlier pod creations and deletions before acting again",
             ),
         ];
         for (name, count, existing, ready, progress, want_true, want_reason, want_message) in cases
@@ -516,7 +551,7 @@ mod tests {
             pod("a", true, Controller::This),
             pod("b", true, Controller::This),
         ];
-        let none = BTreeMap::new();
+        let none: [Fight; 0] = [];
         let quota = "pods \"web-x\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2";
         let failed = compute(
             None,
@@ -538,7 +573,10 @@ mod tests {
             (failure.status.as_str(), failure.reason.as_str()),
             ("True", reason::FAILED_CREATE)
         );
-        assert!(failure.message.ends_with(quota), "{}", failure.message);
+        assert_eq!(
+            failure.message,
+            format!("creating pods is refused: {quota}; retrying with backoff")
+        );
 
         let held = compute(
             Some(&failed),
@@ -596,7 +634,7 @@ mod tests {
     fn transition_time_holds_while_the_status_holds() {
         let spec = spec(1);
         let pods = [pod("a", true, Controller::This)];
-        let none = BTreeMap::new();
+        let none: [Fight; 0] = [];
         let first = compute(None, &observe(&spec, &pods, Progress::Idle, &none), at(0));
         let second = compute(
             Some(&first),
@@ -633,23 +671,21 @@ mod tests {
             pod("r2", true, rs("nginx-1")),
             pod("r3", true, rs("nginx-1")),
         ];
-        let none = BTreeMap::new();
-        let fought = BTreeMap::from([(
-            OwnerName {
-                kind: "ReplicaSet".into(),
-                name: "nginx-1".into(),
-            },
-            2,
-        )]);
-        type Case<'a> = (
-            &'a str,
-            &'a [PodFacts],
-            &'a BTreeMap<OwnerName, usize>,
-            &'a str,
-            &'a str,
-            &'a str,
-        );
-        let cases: [Case<'_>; 3] = [
+        let none: [Fight; 0] = [];
+        let owner = OwnerName {
+            kind: "ReplicaSet".into(),
+            name: "nginx-1".into(),
+        };
+        let fighting = [Fight {
+            owner: owner.clone(),
+            holding_until: None,
+        }];
+        let holding = [Fight {
+            owner,
+            holding_until: Some(at(75)),
+        }];
+        type Case<'a> = (&'a str, &'a [PodFacts], &'a [Fight], &'a str, &'a str, &'a str);
+        let cases: [Case<'_>; 4] = [
             (
                 "own and bare pods only",
                 &own,
@@ -669,10 +705,18 @@ mod tests {
             (
                 "this PodScaler deleted another controller's pods",
                 &shared,
-                &fought,
+                &fighting,
                 "True",
                 reason::FIGHTING_CONTROLLER,
-                "deleted 2 pod(s) controlled by ReplicaSet/nginx-1 (2) in the last 300s to hold app=nginx at 4",
+                "this PodScaler deleted pods controlled by ReplicaSet/nginx-1 to hold app=nginx at 4, and they were recreated",
+            ),
+            (
+                "holding off",
+                &shared,
+                &holding,
+                "True",
+                reason::FIGHTING_CONTROLLER,
+                "ReplicaSet/nginx-1 recreates the pods this PodScaler deletes: holding off deleting its pods until 2023-11-14T22:14:35Z",
             ),
         ];
         for (name, pods, deletions, want_status, want_reason, want_prefix) in cases {
@@ -693,9 +737,40 @@ mod tests {
     }
 
     #[test]
+    fn refusal_messages_leave_out_the_refused_pod() {
+        let quota = "exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2";
+        let cases = [
+            (
+                format!("pods \"web-x7k2p\" is forbidden: {quota}"),
+                Some("web-x7k2p"),
+                quota.to_owned(),
+            ),
+            (
+                format!("pods \"web-abcde\" is forbidden: {quota}"),
+                None,
+                quota.to_owned(),
+            ),
+            (
+                "admission webhook \"deny.example.com\" denied the request: pod web-q1w2e is not allowed".to_owned(),
+                Some("web-q1w2e"),
+                "admission webhook \"deny.example.com\" denied the request: pod <generated> is not allowed".to_owned(),
+            ),
+            ("etcdserver: request timed out".to_owned(), Some(""), "etcdserver: request timed out".to_owned()),
+        ];
+        for (message, name, want) in cases {
+            assert_eq!(refusal_message(&message, name), want, "{message}");
+        }
+        // Two attempts refused for the same reason read the same: no status write between them.
+        assert_eq!(
+            refusal_message(&format!("pods \"a-1\" is forbidden: {quota}"), Some("a-1")),
+            refusal_message(&format!("pods \"a-2\" is forbidden: {quota}"), Some("a-2"))
+        );
+    }
+
+    #[test]
     fn contention_news_only_on_transitions_to_true() {
         let spec = spec(2);
-        let none = BTreeMap::new();
+        let none: [Fight; 0] = [];
         let calm = compute(
             None,
             &observe(
@@ -727,13 +802,13 @@ mod tests {
             None,
             "contention ending is not news"
         );
-        let fought = BTreeMap::from([(
-            OwnerName {
+        let fought = [Fight {
+            owner: OwnerName {
                 kind: "ReplicaSet".into(),
                 name: "x".into(),
             },
-            1,
-        )]);
+            holding_until: None,
+        }];
         let fighting = compute(
             Some(&shared),
             &observe(&spec, &shared_pods, Progress::Idle, &fought),

@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use podscaler::api::{PodScaler, PodScalerSpec, PodScalerStatus};
-use podscaler::contention::{self, ContentionLog};
+use podscaler::contention::Fights;
 use podscaler::expectations::{self, Expectations};
 use podscaler::metrics::Metrics;
 use podscaler::reconcile::{self, Context, Settings};
@@ -195,10 +195,9 @@ fn context(client: Client, pods: Store<Pod>) -> (Arc<Context>, Registry) {
         pods,
         metrics,
         Expectations::new(expectations::DEFAULT_TIMEOUT),
-        ContentionLog::new(contention::DEFAULT_WINDOW),
+        Fights::default(),
         Settings {
             requeue_after: Duration::from_secs(15),
-            error_requeue_after: Duration::from_secs(5),
         },
     );
     (Arc::new(ctx), registry)
@@ -224,7 +223,7 @@ fn events(requests: &[Recorded]) -> Vec<(String, String)> {
         .map(|r| {
             (
                 r.body["reason"].as_str().unwrap_or_default().to_owned(),
-                r.body["note"].as_str().unwrap_or_default().to_owned(),
+                r.body["message"].as_str().unwrap_or_default().to_owned(),
             )
         })
         .collect()
@@ -311,7 +310,7 @@ async fn creates_the_missing_pods_then_waits_for_the_cache() {
     assert!(
         condition(&statuses[1], status::READY)
             .message
-            .contains("waiting to observe 2 pod creation(s)"),
+            .contains("waiting to observe its earlier pod creations"),
         "{:?}",
         statuses[1]
     );
@@ -428,8 +427,9 @@ async fn a_refused_create_stops_the_pass_and_is_reported() {
         ("True", status::reason::FAILED_CREATE)
     );
     assert!(
-        failure.message.contains("exceeded quota: two-pods"),
-        "{}",
+        failure.message.contains("exceeded quota: two-pods")
+            && !failure.message.contains("web-x"),
+        "the condition names the quota, not the refused pod: {}",
         failure.message
     );
 
