@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use http::{Method, Request, Response, StatusCode, header};
@@ -62,19 +62,83 @@ impl std::fmt::Display for BindAddress {
     }
 }
 
-/// Whether the binary is ready to serve; `/readyz` answers 200 once [`Readiness::set_ready`] ran.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Whether the binary is ready to serve: `/readyz` answers 200 while every part is ready.
+///
+/// A new `Readiness` has one part, `startup`, which [`Readiness::set_ready`] marks ready: a
+/// binary with one condition (the webhook: its certificate is loaded) needs nothing else. A
+/// binary whose readiness comes and goes adds parts with [`Readiness::part`] (the operator:
+/// one per cache, not ready while that cache cannot be trusted).
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<Mutex<Vec<ReadinessPart>>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        let startup = ReadinessPart::new(STARTUP);
+        Self(Arc::new(Mutex::new(vec![startup])))
+    }
+}
+
+/// The part every [`Readiness`] starts with.
+const STARTUP: &str = "startup";
 
 impl Readiness {
-    /// Marks the binary ready.
+    /// Marks the `startup` part ready.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        for part in self.parts().iter().filter(|part| part.name == STARTUP) {
+            part.set(true);
+        }
     }
 
-    /// Whether [`Readiness::set_ready`] has run.
+    /// Whether every part is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.parts().iter().all(ReadinessPart::is_ready)
+    }
+
+    /// Adds a part named `name`, not ready until its handle says so.
+    pub fn part(&self, name: &str) -> ReadinessPart {
+        let part = ReadinessPart::new(name);
+        self.parts().push(part.clone());
+        part
+    }
+
+    /// The names of the parts that are not ready, in the order they were added.
+    pub fn unready_parts(&self) -> Vec<String> {
+        self.parts()
+            .iter()
+            .filter(|part| !part.is_ready())
+            .map(|part| part.name.clone())
+            .collect()
+    }
+
+    fn parts(&self) -> std::sync::MutexGuard<'_, Vec<ReadinessPart>> {
+        // The list is only ever pushed to: a panic elsewhere cannot leave it inconsistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One condition of a [`Readiness`]; clones share it.
+#[derive(Clone, Debug)]
+pub struct ReadinessPart {
+    name: String,
+    ready: Arc<AtomicBool>,
+}
+
+impl ReadinessPart {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ready: Arc::default(),
+        }
+    }
+
+    /// Marks this part ready or not.
+    pub fn set(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether this part is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 }
 
@@ -158,7 +222,10 @@ fn respond(endpoints: &Endpoints, method: &Method, path: &str) -> Response<Full<
         (Endpoints::Health(readiness), "/readyz") if readiness.is_ready() => {
             plain(StatusCode::OK, "ok\n")
         }
-        (Endpoints::Health(_), "/readyz") => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        (Endpoints::Health(readiness), "/readyz") => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {}\n", readiness.unready_parts().join(", ")),
+        ),
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -231,6 +298,52 @@ mod tests {
             respond(&health, &Method::POST, "/healthz").status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn readyz_needs_every_part_and_names_the_missing_ones() {
+        let readiness = Readiness::default();
+        let pods = readiness.part("pod cache");
+        let scalers = readiness.part("podscaler cache");
+        let health = Endpoints::Health(readiness.clone());
+        let readyz = || {
+            let response = respond(&health, &Method::GET, "/readyz");
+            let status = response.status();
+            let body =
+                futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
+                    .expect("body")
+                    .to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        assert_eq!(
+            readyz(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: startup, pod cache, podscaler cache\n".to_owned()
+            )
+        );
+        readiness.set_ready();
+        pods.set(true);
+        assert_eq!(
+            readyz(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: podscaler cache\n".to_owned()
+            )
+        );
+        scalers.set(true);
+        assert_eq!(readyz(), (StatusCode::OK, "ok\n".to_owned()));
+        // A part can turn unready again (a cache gone stale), and back.
+        pods.clone().set(false);
+        assert_eq!(
+            readyz(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: pod cache\n".to_owned()
+            )
+        );
+        pods.set(true);
+        assert!(readiness.is_ready());
     }
 
     #[tokio::test]

@@ -8,11 +8,11 @@
 pub mod admin;
 pub mod api;
 pub mod backoff;
+pub mod cache;
 pub mod cli;
 pub mod contention;
 pub mod controller;
 pub mod crd;
-pub mod events;
 pub mod events;
 pub mod expectations;
 pub mod metrics;

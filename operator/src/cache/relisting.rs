@@ -1,0 +1,103 @@
+//! A watch that starts over with a complete list after every error, pausing per
+//! [`WatchBackoff`] between attempts.
+//!
+//! kube's `watcher` recovers from a connection error by re-watching from the last
+//! resourceVersion, and when that works it yields nothing: its user cannot tell whether the
+//! cache is current again, or whether it ever will be (an idle cluster sends no event). A fresh
+//! watcher begins with a list whose `InitDone` says exactly that, as client-go's reflector
+//! relists after a failed watch. The price is one list per failure, and after an outage long
+//! enough to expire the resourceVersion (`410 Gone`) kube's watcher relists anyway.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, Stream, StreamExt};
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
+
+use super::backoff::WatchBackoff;
+
+/// Watches `api` like `watcher(api, config)`, but after each error (yielded, so its user can
+/// react at once) it drops that watcher, waits for the backoff and starts a fresh one. The
+/// backoff resets when a list completes (`InitDone`), not on the first `Ok` item: a fresh
+/// watcher yields `Init` before its list request is even sent. `resource` names the watch in
+/// logs.
+pub fn relisting_watcher<K>(
+    resource: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    backoff: WatchBackoff,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let state = Relisting {
+        resource,
+        api,
+        config,
+        backoff,
+        current: None,
+        pause: None,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        let item = state.next().await;
+        Some((item, state))
+    })
+}
+
+struct Relisting<K: 'static> {
+    resource: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    backoff: WatchBackoff,
+    /// The watcher in use; `None` after an error.
+    current: Option<BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>>,
+    /// How long to wait before building the next watcher.
+    pause: Option<Duration>,
+}
+
+impl<K> Relisting<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    async fn next(&mut self) -> Result<watcher::Event<K>, watcher::Error> {
+        loop {
+            // The pause follows the error rather than preceding it, so the user hears of the
+            // error (and readiness drops) at once.
+            if let Some(pause) = self.pause.take() {
+                tokio::time::sleep(pause).await;
+            }
+            let current = self
+                .current
+                .get_or_insert_with(|| watcher(self.api.clone(), self.config.clone()).boxed());
+            match current.next().await {
+                Some(Ok(event)) => {
+                    if matches!(event, watcher::Event::InitDone) {
+                        self.backoff.reset();
+                    }
+                    return Ok(event);
+                }
+                Some(Err(error)) => {
+                    self.current = None;
+                    let pause = self.backoff.next_delay();
+                    self.pause = Some(pause);
+                    tracing::warn!(
+                        resource = self.resource,
+                        error = %error,
+                        retry_in = ?pause,
+                        "watch failed; starting over with a full list"
+                    );
+                    return Err(error);
+                }
+                // kube's watcher never ends; if it did, a fresh one (after a pause, so this
+                // cannot spin) is the only way on.
+                None => {
+                    self.current = None;
+                    self.pause = Some(self.backoff.next_delay());
+                }
+            }
+        }
+    }
+}
