@@ -1,13 +1,18 @@
 //! Wiring: the pod cache, the PodScaler controller and the mapping from pod events to every
 //! PodScaler whose selector matches (not only the pod's owner).
+//!
+//! Both caches are fed by watches that relist after every error and report whether they can
+//! be trusted (see [`crate::cache`]): that drives `/readyz`, and while the pod cache is stale
+//! reconciles are held back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
 use futures::channel::mpsc;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -15,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Readiness;
 use crate::api::{PodScaler, selector_matches};
+use crate::cache::backoff::WatchBackoff;
+use crate::cache::metrics::CacheMetrics;
+use crate::cache::relisting::relisting_watcher;
+use crate::cache::sync::CacheSync;
 use crate::reconcile::{self, Context};
 
 /// Which namespaces to manage.
@@ -47,33 +56,45 @@ pub enum RunError {
     PodCacheNeverFilled,
 }
 
+/// How often a PodScaler whose reconcile was held back (the pod cache is stale) is looked at
+/// again, in case the wake-up at the relist's end were missed.
+const STALE_CACHE_RECHECK: Duration = Duration::from_secs(5);
+
 /// Runs the controller until `shutdown` is cancelled; in-flight reconciles finish first.
-/// `readiness` turns ready once both caches are filled (the pod cache first).
+///
+/// Adds a part per cache to `readiness` (`pod cache`, `podscaler cache`) and marks its startup
+/// done: from then on `/readyz` answers 200 exactly while both caches are synced (the rule in
+/// [`crate::cache`]). Each watch starts over with a full list after an error, after a pause of
+/// at most [`crate::cache::backoff::MAX_DELAY`]; `metrics` counts the errors and relists.
 pub async fn run(
     client: Client,
     scope: Scope,
     concurrency: u16,
     make_context: impl FnOnce(Store<Pod>) -> Context,
     readiness: Readiness,
+    metrics: CacheMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let mut pod_sync = CacheSync::new("pods", readiness.part("pod cache"), metrics.clone());
+    let mut scaler_sync = CacheSync::new("podscalers", readiness.part("podscaler cache"), metrics);
+    let pods_synced = pod_sync.synced();
+    readiness.set_ready();
+
     // The PodScaler cache is reflected here rather than inside `Controller::new` so readiness
-    // can follow its initial list: a second waiter on the controller's store readiness would
-    // never wake (it is a oneshot that keeps one waker).
+    // can follow its lists: a second waiter on the controller's store readiness would never
+    // wake (it is a oneshot that keeps one waker).
     let (scalers, scaler_writer) = reflector::store();
-    let scaler_events = watcher(
+    let scaler_events = relisting_watcher(
+        "podscalers",
         scope.api::<PodScaler>(client.clone()),
         watcher::Config::default().any_semantic(),
+        WatchBackoff::default(),
     )
-    .default_backoff()
     .reflect(scaler_writer)
-    .inspect_ok(move |event| {
-        if matches!(event, watcher::Event::InitDone) && !readiness.is_ready() {
-            tracing::info!("PodScaler cache filled; ready");
-            readiness.set_ready();
-        }
-    })
-    .touched_objects();
+    .inspect(move |item| scaler_sync.observe(item))
+    .touched_objects()
+    // Logged and counted above; the controller would only log them again.
+    .filter(|item| std::future::ready(item.is_ok()));
 
     // Pod events wake the PodScalers they concern through an unbounded channel: the pod watch
     // must never wait on the controller (that could stall the cache the controller reads), and
@@ -85,29 +106,41 @@ pub async fn run(
         let observer = Arc::clone(&ctx);
         let scalers = scalers.clone();
         let cached = pods.clone();
-        watcher(scope.api::<Pod>(client), watcher::Config::default())
-            .default_backoff()
-            .modify(|pod| pod.managed_fields_mut().clear())
-            // What `reflect` does, keeping the version the event replaces: a pod relabelled
-            // out of a selector concerns the PodScalers its old labels matched. (`reflect` also
-            // dispatches to subscribers of a shared store; this store has none.)
-            .map_ok(move |event| {
-                let previous = previous_version(&cached, &event);
-                pod_writer.apply_watcher_event(&event);
-                (event, previous)
-            })
-            .inspect_ok(move |(event, previous)| {
+        relisting_watcher(
+            "pods",
+            scope.api::<Pod>(client),
+            watcher::Config::default(),
+            WatchBackoff::default(),
+        )
+        .modify(|pod| pod.managed_fields_mut().clear())
+        // What `reflect` does, keeping the version the event replaces: a pod relabelled out
+        // of a selector concerns the PodScalers its old labels matched. (`reflect` also
+        // dispatches to subscribers of a shared store; this store has none.) A relist after
+        // an error restarts the writer's buffer at its `Init` and swaps it in at `InitDone`.
+        .map(move |item| {
+            let previous = item
+                .as_ref()
+                .ok()
+                .and_then(|event| previous_version(&cached, event));
+            if let Ok(event) = &item {
+                pod_writer.apply_watcher_event(event);
+            }
+            // After the store applied it, and before InitDone's wake-ups below go out: a
+            // reconcile woken by a relist always finds the cache synced.
+            pod_sync.observe(&item);
+            item.map(|event| (event, previous))
+        })
+        .for_each(move |item| {
+            if let Ok((event, previous)) = &item {
                 observer.observe_pod_event(event);
                 for scaler in scalers_to_wake(&scalers, event, previous.as_deref()) {
                     // Fails only once the controller has stopped.
                     let _ = triggers.unbounded_send(scaler);
                 }
-            })
-            .for_each(|event| async move {
-                if let Err(error) = event {
-                    tracing::warn!(error = %error, "pod watch failed; retrying");
-                }
-            })
+            }
+            // Errors were logged and counted where they happened.
+            std::future::ready(())
+        })
     };
     let pod_cache = tokio::spawn(pod_cache);
 
@@ -131,7 +164,19 @@ pub async fn run(
         .reconcile_on(triggered)
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(
-            reconcile::reconcile,
+            move |scaler, ctx| {
+                let synced = pods_synced.is_ready();
+                async move {
+                    if !synced {
+                        // A stale pod cache can miss pods created just before an outage (too
+                        // few: create again) or show deleted ones (too many). The relist's
+                        // InitDone wakes every PodScaler.
+                        tracing::debug!(podscaler = %scaler.name_any(), "pod cache stale; reconcile held back");
+                        return Ok(Action::requeue(STALE_CACHE_RECHECK));
+                    }
+                    reconcile::reconcile(scaler, ctx).await
+                }
+            },
             reconcile::error_policy,
             Arc::clone(&ctx),
         )

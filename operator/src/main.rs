@@ -10,6 +10,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use podscaler::admin::{self, Endpoints, Readiness};
 use podscaler::api::PodScaler;
+use podscaler::cache::metrics::CacheMetrics;
 use podscaler::cli::OperatorArgs;
 use podscaler::contention::Fights;
 use podscaler::controller::{self, Scope};
@@ -44,6 +45,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, args.max_concurrent_reconciles);
     podscaler::process_metrics::register(&mut registry);
+    let cache_metrics = CacheMetrics::register(&mut registry);
     let readiness = Readiness::default();
     let mut servers = Vec::new();
     if let Some(listener) = admin::bind(args.metrics_bind_address, "--metrics-bind-address").await?
@@ -98,6 +100,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         args.max_concurrent_reconciles,
         make_context,
         readiness,
+        cache_metrics,
         shutdown.clone(),
     )
     .await;
