@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -43,10 +44,47 @@ impl Default for Options {
     }
 }
 
+/// The name of the API server's process (and the prefix of its restarts' names).
+const APISERVER: &str = "kube-apiserver";
+
+/// How long kube-apiserver may take to shut down gracefully before it is killed.
+const APISERVER_STOP_GRACE: Duration = Duration::from_secs(60);
+
+/// When the steps of [`Cluster::restart_apiserver`] ended.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiserverRestart {
+    /// The old process had exited.
+    pub stopped: Instant,
+    /// The new process was about to start.
+    pub starting: Instant,
+    /// The new process answered `/readyz` with `ok`.
+    pub healthy: Instant,
+}
+
+/// How kube-apiserver is started: kept to start it again identically.
+struct ApiserverLaunch {
+    program: PathBuf,
+    args: Vec<String>,
+    log_dir: PathBuf,
+}
+
+/// `Process::spawn` or `Process::spawn_kept`.
+type Spawn = fn(&str, &Path, &[String], &[(&str, String)], &Path) -> anyhow::Result<Process>;
+
+impl ApiserverLaunch {
+    fn spawn(&self, name: &str, spawn: Spawn) -> anyhow::Result<Process> {
+        spawn(name, &self.program, &self.args, &[], &self.log_dir)
+    }
+}
+
 /// A running control plane. Dropping it stops every component and removes its directory.
 pub struct Cluster {
     // Dropped before `dir`: the processes stop (see Drop) before their directory goes.
-    processes: Vec<Process>,
+    // In start order (etcd, kube-apiserver, …); a restart replaces a process in place. Behind a
+    // lock because the cluster is shared (`Arc<Cluster>`) and a restart replaces one.
+    processes: Mutex<Vec<Process>>,
+    apiserver_launch: ApiserverLaunch,
+    apiserver_restarts: AtomicUsize,
     authority: Authority,
     kubeconfig: PathBuf,
     server: String,
@@ -100,34 +138,12 @@ impl Cluster {
 
         let apiserver_port = free_port()?;
         let server = format!("https://127.0.0.1:{apiserver_port}");
-        let mut apiserver = Process::spawn(
-            "kube-apiserver",
-            &binaries.path("kube-apiserver"),
-            &[
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                "--advertise-address=127.0.0.1".to_owned(),
-                format!("--secure-port={apiserver_port}"),
-                format!("--tls-cert-file={}", files.apiserver_cert.display()),
-                format!("--tls-private-key-file={}", files.apiserver_key.display()),
-                format!("--client-ca-file={}", files.ca_cert.display()),
-                format!("--service-account-key-file={}", files.sa_public.display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    files.sa_private.display()
-                ),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
-                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-                "--authorization-mode=Node,RBAC".to_owned(),
-                "--allow-privileged=true".to_owned(),
-                // The apiserver would otherwise publish 127.0.0.1 as the `kubernetes` Service's
-                // endpoint, which endpoint validation rejects; nothing in the cluster needs it.
-                "--endpoint-reconciler-type=none".to_owned(),
-                "--profiling=false".to_owned(),
-            ],
-            &[],
-            &root,
-        )?;
+        let apiserver_launch = ApiserverLaunch {
+            program: binaries.path("kube-apiserver"),
+            args: apiserver_args(etcd_port, apiserver_port, &files),
+            log_dir: root.clone(),
+        };
+        let mut apiserver = apiserver_launch.spawn(APISERVER, Process::spawn)?;
         let kubeconfig = root.join("admin.kubeconfig");
         write_kubeconfig(
             &kubeconfig,
@@ -202,7 +218,9 @@ impl Cluster {
         )?);
 
         let mut cluster = Self {
-            processes,
+            processes: Mutex::new(processes),
+            apiserver_launch,
+            apiserver_restarts: AtomicUsize::new(0),
             authority,
             kubeconfig,
             server,
@@ -280,7 +298,11 @@ impl Cluster {
 
     /// Fails when a component has exited.
     pub fn check_health(&mut self) -> anyhow::Result<()> {
-        for process in &mut self.processes {
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for process in processes {
             process.check_running()?;
         }
         Ok(())
@@ -289,7 +311,7 @@ impl Cluster {
     /// The last `lines` lines of every component's log, for a failure report.
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
-        for process in &self.processes {
+        for process in self.lock_processes().iter() {
             let _ = writeln!(
                 out,
                 "===== {} ({}) =====\n{}\n",
@@ -299,6 +321,56 @@ impl Cluster {
             );
         }
         out
+    }
+
+    /// Stops kube-apiserver (SIGTERM, waiting for it to exit), keeps it down for `down`, starts
+    /// it again with the same flags, port and certificates (etcd keeps the data), and waits
+    /// until it answers `/readyz`. Every client sees its connections drop, then refused, then
+    /// the server back. Returns when each step ended, to tell apart what a probe saw while the
+    /// server was down.
+    pub async fn restart_apiserver(&self, down: Duration) -> anyhow::Result<ApiserverRestart> {
+        let index = self
+            .lock_processes()
+            .iter()
+            .position(|process| process.name().starts_with(APISERVER))
+            .context("the cluster has no kube-apiserver process")?;
+        // Blocking (it polls for the exit), so off the async worker's hands.
+        let status = tokio::task::block_in_place(|| {
+            self.lock_processes()[index].terminate(APISERVER_STOP_GRACE)
+        })
+        .context("stopping kube-apiserver")?;
+        let stopped = Instant::now();
+        tracing::info!(%status, ?down, "kube-apiserver stopped");
+        tokio::time::sleep(down).await;
+
+        let restart = self.apiserver_restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        let starting = Instant::now();
+        // A log of its own (the first run's stays readable), and a thread of its own: this
+        // runs on a scenario's thread, whose end would kill it through PR_SET_PDEATHSIG.
+        let mut apiserver = self.apiserver_launch.spawn(
+            &format!("{APISERVER}-restart-{restart}"),
+            Process::spawn_kept,
+        )?;
+        let healthy = wait_for_apiserver(&mut apiserver, &self.client).await;
+        // In place of the stopped one either way, so `logs` shows the new process's log.
+        drop(std::mem::replace(
+            &mut self.lock_processes()[index],
+            apiserver,
+        ));
+        healthy.context("kube-apiserver did not come back after a restart")?;
+        tracing::info!(restart, "kube-apiserver is back");
+        Ok(ApiserverRestart {
+            stopped,
+            starting,
+            healthy: Instant::now(),
+        })
+    }
+
+    fn lock_processes(&self) -> std::sync::MutexGuard<'_, Vec<Process>> {
+        // Only ever replaced element by element: a panic cannot leave it half-changed.
+        self.processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Creates a namespace and waits for its `default` ServiceAccount.
@@ -383,7 +455,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Last started, first stopped: nothing is left talking to a dead apiserver or etcd.
-        while let Some(mut process) = self.processes.pop() {
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        while let Some(mut process) = processes.pop() {
             let _ = process.kill();
         }
     }
@@ -509,6 +585,32 @@ async fn wait_for_etcd(etcd: &mut Process, port: u16) -> anyhow::Result<()> {
         }
     })
     .await
+}
+
+/// kube-apiserver's flags: the same for its first start and every restart.
+fn apiserver_args(etcd_port: u16, apiserver_port: u16, files: &Credentials) -> Vec<String> {
+    vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--advertise-address=127.0.0.1".to_owned(),
+        format!("--secure-port={apiserver_port}"),
+        format!("--tls-cert-file={}", files.apiserver_cert.display()),
+        format!("--tls-private-key-file={}", files.apiserver_key.display()),
+        format!("--client-ca-file={}", files.ca_cert.display()),
+        format!("--service-account-key-file={}", files.sa_public.display()),
+        format!(
+            "--service-account-signing-key-file={}",
+            files.sa_private.display()
+        ),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        "--authorization-mode=Node,RBAC".to_owned(),
+        "--allow-privileged=true".to_owned(),
+        // The apiserver would otherwise publish 127.0.0.1 as the `kubernetes` Service's
+        // endpoint, which endpoint validation rejects; nothing in the cluster needs it.
+        "--endpoint-reconciler-type=none".to_owned(),
+        "--profiling=false".to_owned(),
+    ]
 }
 
 async fn wait_for_apiserver(apiserver: &mut Process, client: &Client) -> anyhow::Result<()> {

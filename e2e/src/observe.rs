@@ -9,6 +9,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use podscaler::api::PodScaler;
+use podscaler::cache::backoff::WatchBackoff;
+use podscaler::cache::relisting::relisting_watcher;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -99,7 +101,8 @@ pub fn ensure_process_metrics(page: &str) -> anyhow::Result<()> {
 }
 
 /// Records, at every pod watch event, how many active pods match a selector: the exact
-/// history the API server went through (between relists), to check bounds on it.
+/// history the API server went through (between relists), to check bounds on it. It keeps
+/// recording across an API server restart: after a watch error it relists.
 pub struct ActiveCountRecorder {
     history: Arc<Mutex<Vec<usize>>>,
     current: watch::Receiver<usize>,
@@ -119,7 +122,15 @@ impl ActiveCountRecorder {
             let mut active: HashMap<String, bool> = HashMap::new();
             let mut relisting: HashMap<String, bool> = HashMap::new();
             let mut initialised_tx = Some(initialised_tx);
-            let mut events = std::pin::pin!(watcher(api, config));
+            // Not kube's bare watcher: it retries a failed watch at once, in a hot loop for as
+            // long as an API server is down, and resumes silently. This one pauses (capped at
+            // a few seconds) and relists, so the count is current soon after a restart.
+            let mut events = std::pin::pin!(relisting_watcher(
+                "recorded pods",
+                api,
+                config,
+                WatchBackoff::default()
+            ));
             while let Some(event) = events.next().await {
                 let Ok(event) = event else { continue };
                 match event {

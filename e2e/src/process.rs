@@ -18,6 +18,14 @@ pub struct Process {
     name: String,
     child: Child,
     log: PathBuf,
+    /// For a process started by [`Process::spawn_kept`]: the thread its death signal is tied
+    /// to, told to end (by dropping this) only after the process was killed.
+    _keeper: Option<Keeper>,
+}
+
+/// Keeps a thread alive until dropped: the thread waits for this sender to go away.
+struct Keeper {
+    _release: std::sync::mpsc::Sender<()>,
 }
 
 impl Process {
@@ -58,7 +66,49 @@ impl Process {
             name: name.to_owned(),
             child,
             log,
+            _keeper: None,
         })
+    }
+
+    /// As [`Process::spawn`], from a thread of its own that lives as long as the returned
+    /// `Process`: for a process started from a scenario's thread (restarting a component),
+    /// which `PR_SET_PDEATHSIG` would otherwise kill as soon as that thread ends.
+    pub fn spawn_kept(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let (spawned_tx, spawned) = std::sync::mpsc::channel();
+        let (keeper, released) = std::sync::mpsc::channel::<()>();
+        let (name, program, args, log_dir) = (
+            name.to_owned(),
+            program.to_owned(),
+            args.to_vec(),
+            log_dir.to_owned(),
+        );
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        std::thread::Builder::new()
+            .name(format!("keeper-{name}"))
+            .spawn(move || {
+                let env: Vec<(&str, String)> = env
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.clone()))
+                    .collect();
+                let _ = spawned_tx.send(Self::spawn(&name, &program, &args, &env, &log_dir));
+                // Returns (and the thread ends) once the `Keeper` is dropped.
+                let _ = released.recv();
+            })
+            .context("starting a keeper thread")?;
+        let mut process = spawned
+            .recv()
+            .context("the keeper thread ended before starting the process")??;
+        process._keeper = Some(Keeper { _release: keeper });
+        Ok(process)
     }
 
     /// The component's name.

@@ -123,6 +123,7 @@ pub async fn run_operator_to_exit(
 pub struct Operator {
     process: Process,
     metrics_port: u16,
+    health_port: u16,
 }
 
 impl Operator {
@@ -170,6 +171,7 @@ impl Operator {
         Ok(Self {
             process,
             metrics_port,
+            health_port,
         })
     }
 
@@ -183,6 +185,16 @@ impl Operator {
         let (code, body) = local_http::get(self.metrics_port, "/metrics").await?;
         anyhow::ensure!(code == 200, "/metrics answered {code}");
         Ok(body)
+    }
+
+    /// The port of `/healthz` and `/readyz` on 127.0.0.1.
+    pub fn health_port(&self) -> u16 {
+        self.health_port
+    }
+
+    /// `GET /readyz`: the status code and the body (which names what is not ready).
+    pub async fn readyz(&self) -> anyhow::Result<(u16, String)> {
+        local_http::get(self.health_port, "/readyz").await
     }
 
     /// `kill -9`: no chance to finish anything.
