@@ -11,6 +11,16 @@
 //!   request: allowed (possibly with a JSON patch and warnings), denied with a 422 `Invalid`
 //!   status listing every violation (and a `details.causes` entry per field, which `kubectl`
 //!   prints one per line), or a 4xx/5xx error status when the request itself is unusable.
+//!
+//! What is reviewed: PodScaler CREATE and UPDATE, and (validation only) UPDATE of the
+//! `podscalers/scale` subresource, whose object is an `autoscaling/v1` Scale ([`scale`]).
+//! Other subresources (status) change nothing the webhooks check and are allowed.
+//!
+//! An object the mutating webhook cannot decode (`count: "four"`, no `selector`) is let
+//! through unpatched: mutating admission runs before the API server's schema validation, which
+//! then refuses it with the field path and every other schema error, as for any CRD. Should
+//! the schema ever let such an object through, the validating webhook refuses it naming the
+//! field ([`decode`]).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +35,12 @@ use podscaler::api::{GROUP, PodScaler, apply_defaults};
 use podscaler::validation::{self, FieldError, Limits, Peer, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
+
+use self::decode::decode;
+
+mod decode;
+pub mod overlap;
+pub mod scale;
 
 /// Path of the mutating (defaulting) webhook, as kubebuilder names it.
 pub const MUTATE_PATH: &str = "/mutate-scaling-example-com-v1-podscaler";
@@ -264,55 +280,163 @@ fn review(
         api_version: META_API_VERSION_V1.to_owned(),
         kind: META_KIND.to_owned(),
     };
-    let kind = &request.kind;
-    if (
-        kind.group.as_str(),
-        kind.version.as_str(),
-        kind.kind.as_str(),
-    ) != (GROUP, VERSION, KIND)
-    {
-        return Err(ReviewError::bad_request(format!(
-            "this webhook admits {GROUP}/{VERSION} {KIND} objects, not {}: the webhook \
-             configuration's rules must select only podscalers.{GROUP}",
-            truncate(&format!("{}/{} {}", kind.group, kind.version, kind.kind))
-        )));
-    }
     let allowed = AdmissionResponse::from(&request);
-    if request
-        .sub_resource
-        .as_deref()
-        .is_some_and(|sub| !sub.is_empty())
-    {
-        // status and scale updates do not change what the webhooks check.
-        return Ok(allowed);
-    }
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return Ok(allowed);
-    }
-    let object = podscaler(raw, "object")?;
-    match webhook {
-        Webhook::Mutate => mutate(allowed, &object),
-        Webhook::Validate => {
-            let old = match request.operation {
-                Operation::Update => Some(podscaler(raw, "oldObject")?),
-                _ => None,
-            };
-            validate(allowed, &request, &object, old.as_ref(), index, settings)
+    let writes_object = matches!(request.operation, Operation::Create | Operation::Update);
+    match (subject(&request)?, webhook) {
+        // A Scale has nothing to default.
+        (Subject::Scale, Webhook::Mutate) => Ok(allowed),
+        (Subject::Scale, Webhook::Validate) => {
+            scale::validate(allowed, &request, raw, &settings.limits)
+        }
+        // Status updates do not change what the webhooks check.
+        (Subject::OtherSubresource, _) => Ok(allowed),
+        (Subject::PodScaler, _) if !writes_object => Ok(allowed),
+        (Subject::PodScaler, Webhook::Mutate) => match podscaler(raw, "object") {
+            Ok(object) => mutate(allowed, &object),
+            // Let the schema name the field (see the module documentation).
+            Err(ObjectError::Undecodable(_)) => Ok(allowed),
+            Err(error) => Err(error.into_review_error("object")),
+        },
+        (Subject::PodScaler, Webhook::Validate) => {
+            validate_review(allowed, &request, raw, index, settings)
         }
     }
 }
 
-fn podscaler(raw: &Value, field: &str) -> Result<PodScaler, ReviewError> {
-    match raw.get(field) {
-        None | Some(Value::Null) => Err(ReviewError::bad_request(format!(
-            "AdmissionReview.request.{field} is missing: CREATE and UPDATE reviews must carry it"
+/// The validating webhook on a PodScaler CREATE or UPDATE: decodes both objects, then
+/// [`validate`]s.
+fn validate_review(
+    allowed: AdmissionResponse,
+    request: &AdmissionRequest<DynamicObject>,
+    raw: &Value,
+    index: &dyn PodScalerIndex,
+    settings: &Settings,
+) -> Result<AdmissionResponse, ReviewError> {
+    let object = match podscaler(raw, "object") {
+        Ok(object) => object,
+        Err(ObjectError::Undecodable(error)) => return Ok(undecodable(allowed, request, error)),
+        Err(error) => return Err(error.into_review_error("object")),
+    };
+    let old = match request.operation {
+        // The stored object: if it does not decode, the user cannot fix that in this request.
+        Operation::Update => Some(
+            podscaler(raw, "oldObject").map_err(|error| error.into_review_error("oldObject"))?,
+        ),
+        _ => None,
+    };
+    validate(allowed, request, &object, old.as_ref(), index, settings)
+}
+
+/// What a review is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Subject {
+    /// A PodScaler object.
+    PodScaler,
+    /// The scale subresource: an `autoscaling/v1` Scale.
+    Scale,
+    /// Another subresource of a PodScaler (status).
+    OtherSubresource,
+}
+
+/// What the review is about, from its subresource and kind; a kind that does not belong there
+/// is a configuration error, answered 400.
+fn subject(request: &AdmissionRequest<DynamicObject>) -> Result<Subject, ReviewError> {
+    let kind = &request.kind;
+    let kind = (
+        kind.group.as_str(),
+        kind.version.as_str(),
+        kind.kind.as_str(),
+    );
+    let described = || format!("{}/{} {}", kind.0, kind.1, kind.2);
+    match request
+        .sub_resource
+        .as_deref()
+        .filter(|sub| !sub.is_empty())
+    {
+        Some(scale::SUBRESOURCE) if kind == (scale::GROUP, scale::VERSION, scale::KIND) => {
+            Ok(Subject::Scale)
+        }
+        Some(scale::SUBRESOURCE) => Err(scale::wrong_kind(&described())),
+        _ if kind != (GROUP, VERSION, KIND) => Err(ReviewError::bad_request(format!(
+            "this webhook admits {GROUP}/{VERSION} {KIND} objects, not {}: the webhook \
+             configuration's rules must select only podscalers.{GROUP}",
+            truncate(&described())
         ))),
-        Some(value) => PodScaler::deserialize(value).map_err(|error| {
-            ReviewError::bad_request(format!(
+        Some(_) => Ok(Subject::OtherSubresource),
+        None => Ok(Subject::PodScaler),
+    }
+}
+
+/// Why `AdmissionReview.request.<field>` gave no PodScaler.
+#[derive(Debug)]
+enum ObjectError {
+    /// The field is absent or null.
+    Missing,
+    /// It is there but is not a PodScaler: which field of it, and why.
+    Undecodable(decode::DecodeError),
+}
+
+impl ObjectError {
+    fn into_review_error(self, field: &str) -> ReviewError {
+        match self {
+            Self::Missing => ReviewError::bad_request(format!(
+                "AdmissionReview.request.{field} is missing: CREATE and UPDATE reviews must carry it"
+            )),
+            Self::Undecodable(error) => ReviewError::bad_request(format!(
                 "AdmissionReview.request.{field} is not a valid {KIND}: {}",
                 truncate(&error.to_string())
-            ))
-        }),
+            )),
+        }
+    }
+}
+
+/// The validating webhook's answer to a PodScaler it cannot decode: denied as invalid, naming
+/// the field, like a violation of a rule.
+fn undecodable(
+    allowed: AdmissionResponse,
+    request: &AdmissionRequest<DynamicObject>,
+    error: decode::DecodeError,
+) -> AdmissionResponse {
+    let name = request.name.clone();
+    let field = if error.field.is_empty() {
+        "(root)".to_owned()
+    } else {
+        error.field
+    };
+    let verdict = Verdict {
+        errors: vec![FieldError {
+            field,
+            message: truncate(&error.message),
+        }],
+        warnings: Vec::new(),
+    };
+    decide(allowed, &Denied::podscaler(&name), verdict)
+}
+
+/// The object a denial is about, named as the API server names an invalid object
+/// (`PodScaler.scaling.example.com "web" is invalid: …`; kubectl prints `The PodScaler "web"
+/// is invalid:` and then every cause).
+struct Denied<'a> {
+    group: &'static str,
+    kind: &'static str,
+    name: &'a str,
+}
+
+impl<'a> Denied<'a> {
+    fn podscaler(name: &'a str) -> Self {
+        Self {
+            group: GROUP,
+            kind: KIND,
+            name,
+        }
+    }
+}
+
+/// The PodScaler in `AdmissionReview.request.<field>`.
+fn podscaler(raw: &Value, field: &str) -> Result<PodScaler, ObjectError> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Err(ObjectError::Missing),
+        Some(value) => decode(value).map_err(ObjectError::Undecodable),
     }
 }
 
@@ -373,10 +497,7 @@ fn validate(
                   check for overlapping selectors yet; retry in a few seconds"
             .to_owned(),
     })?;
-    let peers: Vec<Peer<'_>> = others
-        .iter()
-        .map(|(name, selector)| Peer { name, selector })
-        .collect();
+    let peers: Vec<Peer<'_>> = overlap::overlap_candidates(&object.spec.selector, &others);
     let verdict = match old {
         None => validation::validate_create(
             &name,
@@ -392,10 +513,16 @@ fn validate(
             &settings.limits,
         ),
     };
-    Ok(decide(allowed, &name, verdict))
+    Ok(decide(allowed, &Denied::podscaler(&name), verdict))
 }
 
-fn decide(mut response: AdmissionResponse, name: &str, verdict: Verdict) -> AdmissionResponse {
+/// The response for `verdict` on `denied`: allowed (with any warnings), or denied as
+/// `Invalid` with one cause per error.
+fn decide(
+    mut response: AdmissionResponse,
+    denied: &Denied<'_>,
+    verdict: Verdict,
+) -> AdmissionResponse {
     if !verdict.warnings.is_empty() {
         response.warnings = Some(
             verdict
@@ -409,7 +536,10 @@ fn decide(mut response: AdmissionResponse, name: &str, verdict: Verdict) -> Admi
         return response;
     }
     let message = format!(
-        "{KIND}.{GROUP} {name:?} is invalid: {}",
+        "{}.{} {:?} is invalid: {}",
+        denied.kind,
+        denied.group,
+        denied.name,
         verdict
             .errors
             .iter()
@@ -430,9 +560,9 @@ fn decide(mut response: AdmissionResponse, name: &str, verdict: Verdict) -> Admi
     response.result = Status::failure(&message, "Invalid")
         .with_code(StatusCode::UNPROCESSABLE_ENTITY.as_u16())
         .with_details(StatusDetails {
-            name: name.to_owned(),
-            group: GROUP.to_owned(),
-            kind: KIND.to_owned(),
+            name: denied.name.to_owned(),
+            group: denied.group.to_owned(),
+            kind: denied.kind.to_owned(),
             uid: String::new(),
             causes,
             retry_after_seconds: 0,

@@ -13,7 +13,7 @@
 //! Bodies are (a) arbitrary bytes, including corrupted AdmissionReviews, and (b) arbitrary
 //! JSON shaped like an AdmissionReview: random apiVersion/kind, random or missing request,
 //! uid, operation, kind and objects, including PodScaler-like objects with random count,
-//! selector and template values.
+//! selector and template values, and reviews of the scale subresource with Scale-like objects.
 
 use std::collections::BTreeMap;
 
@@ -261,6 +261,61 @@ fn podscaler_like() -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// Something that looks like the autoscaling/v1 Scale of a PodScaler's scale subresource.
+fn scale_like() -> BoxedStrategy<Value> {
+    (
+        field(one_of(&["autoscaling/v1"])),
+        field(one_of(&["Scale"])),
+        field(
+            field(count())
+                .prop_map(|replicas| object(vec![("replicas", replicas)]))
+                .boxed(),
+        ),
+    )
+        .prop_map(|(api_version, kind, spec)| {
+            object(vec![
+                ("apiVersion", api_version),
+                ("kind", kind),
+                (
+                    "metadata",
+                    Some(json!({"name": "example", "namespace": "default"})),
+                ),
+                ("spec", spec),
+            ])
+        })
+        .boxed()
+}
+
+/// A scale-subresource review as the API server sends it (matchPolicy Equivalent), with random
+/// operation and Scales.
+fn well_formed_scale_review() -> BoxedStrategy<Value> {
+    (
+        uid(),
+        prop_oneof![4 => Just("UPDATE"), 1 => Just("CREATE")],
+        scale_like(),
+        scale_like(),
+    )
+        .prop_map(|(uid, operation, object, old)| {
+            json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": uid,
+                    "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                    "resource": {"group": "scaling.example.com", "version": "v1", "resource": "podscalers"},
+                    "subResource": "scale",
+                    "name": "example",
+                    "namespace": "default",
+                    "operation": operation,
+                    "userInfo": {"username": "kubernetes-admin"},
+                    "object": object,
+                    "oldObject": old,
+                },
+            })
+        })
+        .boxed()
+}
+
 fn uid() -> BoxedStrategy<Value> {
     prop_oneof![
         3 => "[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}".prop_map(Value::from),
@@ -347,6 +402,7 @@ const MUTABLE: &[&str] = &[
     "/request/object/spec/selector",
     "/request/object/spec/template",
     "/request/oldObject/spec/selector",
+    "/request/object/spec/replicas",
 ];
 
 /// What a mutation does at its place.
@@ -400,7 +456,7 @@ fn apply(review: &mut Value, (path, mutation): (&str, Mutation)) {
 /// enough to reach validation and defaulting.
 fn review() -> BoxedStrategy<Value> {
     (
-        well_formed_review(),
+        prop_oneof![4 => well_formed_review(), 1 => well_formed_scale_review()],
         prop_oneof![
             2 => Just(Vec::new()),
             3 => prop::collection::vec(mutation(), 1..4),
