@@ -101,3 +101,109 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response, StatusCode};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::Client;
+    use kube::client::Body;
+    use serde_json::json;
+
+    fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).expect("json")))
+            .expect("a response")
+    }
+
+    fn failure() -> Response<Body> {
+        reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                   "reason": "InternalError", "message": "etcd is down"}),
+        )
+    }
+
+    fn pod_list(resource_version: &str) -> Response<Body> {
+        reply(
+            StatusCode::OK,
+            json!({"kind": "PodList", "apiVersion": "v1",
+                   "metadata": {"resourceVersion": resource_version},
+                   "items": [{"metadata": {"name": "web-1", "namespace": "ns",
+                                           "resourceVersion": resource_version}}]}),
+        )
+    }
+
+    fn is_watch(request: &Request<Body>) -> bool {
+        request
+            .uri()
+            .query()
+            .is_some_and(|query| query.contains("watch=true"))
+    }
+
+    fn kind(item: &Result<watcher::Event<Pod>, watcher::Error>) -> &'static str {
+        match item {
+            Ok(watcher::Event::Init) => "Init",
+            Ok(watcher::Event::InitApply(_)) => "InitApply",
+            Ok(watcher::Event::InitDone) => "InitDone",
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => "Change",
+            Err(_) => "Error",
+        }
+    }
+
+    #[tokio::test]
+    async fn every_error_is_followed_by_a_complete_list_not_a_resumed_watch() {
+        let (service, mut server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api: Api<Pod> = Api::namespaced(Client::new(service, "ns"), "ns");
+        let tiny = Duration::from_millis(1);
+        let mut items = std::pin::pin!(relisting_watcher(
+            "pods",
+            api,
+            watcher::Config::default(),
+            WatchBackoff::new(tiny, tiny)
+        ));
+        let mut seen = Vec::new();
+
+        // A list that fails; the fresh watcher's list succeeds.
+        let answers = async {
+            let (request, send) = server.next_request().await.expect("a first list");
+            assert!(!is_watch(&request), "{}", request.uri());
+            send.send_response(failure());
+            let (request, send) = server.next_request().await.expect("a second list");
+            assert!(!is_watch(&request), "{}", request.uri());
+            send.send_response(pod_list("5"));
+            // The watch from the list's version fails to start ...
+            let (request, send) = server.next_request().await.expect("a watch");
+            assert!(is_watch(&request), "{}", request.uri());
+            send.send_response(failure());
+            // ... and what follows is a full list again, where kube's watcher alone would
+            // retry the watch from resourceVersion 5 and yield nothing when that worked.
+            let (request, send) = server.next_request().await.expect("a third list");
+            assert!(!is_watch(&request), "{}", request.uri());
+            send.send_response(pod_list("7"));
+        };
+        let consume = async {
+            for _ in 0..9 {
+                let item = items.next().await.expect("the stream never ends");
+                seen.push(kind(&item));
+            }
+        };
+        tokio::join!(answers, consume);
+        assert_eq!(
+            seen,
+            [
+                "Init",
+                "Error",
+                "Init",
+                "InitApply",
+                "InitDone",
+                "Error",
+                "Init",
+                "InitApply",
+                "InitDone"
+            ]
+        );
+    }
+}
