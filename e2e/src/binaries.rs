@@ -83,6 +83,9 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// Environment variable naming an operator binary to use instead of the workspace's.
+pub const OPERATOR_OVERRIDE: &str = "PODSCALER_E2E_OPERATOR";
+
 fn build_product() -> anyhow::Result<Product> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -107,8 +110,12 @@ fn build_product() -> anyhow::Result<Product> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let debug = target.join("debug");
+    // To run a scenario against another build of the operator (an older commit's, to see the
+    // scenario fail without the fix it tests), point this at that binary.
+    let operator = std::env::var_os(OPERATOR_OVERRIDE)
+        .map_or_else(|| debug.join("podscaler-operator"), PathBuf::from);
     Ok(Product {
-        operator: debug.join("podscaler-operator"),
+        operator,
         webhook: debug.join("podscaler-webhook"),
         crd_gen: debug.join("crd-gen"),
     })
