@@ -66,12 +66,14 @@ pub const DEFAULT_IMAGE: &str = "nginx:latest";
 #[serde(rename_all = "camelCase")]
 pub struct PodScalerSpec {
     /// Number of active pods (not terminating, not Succeeded or Failed) that must match the
-    /// selector. Pods created by other controllers count too.
-    #[schemars(range(min = 0))]
+    /// selector. Pods created by other controllers count too. At most 100000 (the CRD's hard
+    /// limit); the admission webhook's --max-count (default 1000) is usually lower.
+    #[schemars(range(min = 0, max = crate::crd::MAX_COUNT))]
     pub count: i32,
 
     /// Labels a pod must carry (all of them, with these values) to be counted. Must name at least
-    /// one label and cannot change after creation; pods created by this PodScaler carry them.
+    /// one label and at most 16, each a valid Kubernetes label; cannot change after creation;
+    /// pods created by this PodScaler carry them.
     #[x_kube(
         validation = Rule::new("size(self) > 0").message("spec.selector must contain at least one label"),
         validation = Rule::new("self == oldSelf").message("spec.selector is immutable: create a new PodScaler to select different pods")
@@ -80,7 +82,8 @@ pub struct PodScalerSpec {
 
     /// Template for the pods this PodScaler creates. When absent, pods run a single container
     /// `nginx` with image `nginx:latest`. The selector's labels are always added to the
-    /// template's labels.
+    /// template's labels; a template label may not contradict the selector. When set, it needs
+    /// at least one container, each with a name and an image, and restartPolicy Always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplateSpec>,
 }

@@ -1,5 +1,6 @@
 //! The CustomResourceDefinition as installed: generated from [`crate::api`], with the embedded
-//! pod template's upstream field descriptions removed.
+//! pod template's upstream field descriptions removed and the schema rules of
+//! [`schema_rules`] added, and the hard limits those rules enforce.
 //!
 //! Those descriptions are Kubernetes' own (`kubectl explain pod.spec` shows them) and make up
 //! most of the schema: with them the CRD is ~550 KB, too large for client-side `kubectl apply`
@@ -12,23 +13,43 @@ use kube::CustomResourceExt;
 
 use crate::api::PodScaler;
 
+mod schema_rules;
+
+/// The largest `spec.count` the API server accepts, however the count is set (`kubectl apply`,
+/// `kubectl scale`, an HPA) and whether or not the webhook runs: the CRD's schema `maximum`.
+///
+/// Kubernetes supports at most 150,000 pods in a whole cluster ("Considerations for large
+/// clusters"), so no single PodScaler can need more than this; a count above it is a typo or
+/// an accident (`--replicas=100000000`). The webhook's configurable `--max-count` (default
+/// [`crate::validation::DEFAULT_MAX_COUNT`]) is the everyday limit and can only be lower.
+pub const MAX_COUNT: i32 = 100_000;
+
+/// The most labels `spec.selector` may name (schema `maxProperties`). Selectors name a few
+/// labels (a Deployment's usually one to three); the bound keeps the CEL rules that check each
+/// label key inside the API server's cost budget.
+pub const MAX_SELECTOR_LABELS: usize = 16;
+
+/// The most labels `spec.template.metadata.labels` may carry (schema `maxProperties`): the
+/// selector's and 48 more. Pods have no such limit of their own; the bound exists for the
+/// cost budget of the CEL rules that check each template label.
+pub const MAX_TEMPLATE_LABELS: usize = 64;
+
 /// The PodScaler CRD exactly as `crd-gen` prints it and the chart installs it.
 pub fn custom_resource_definition() -> CustomResourceDefinition {
     let mut crd = PodScaler::crd();
     for version in &mut crd.spec.versions {
-        let template = version
+        let spec = version
             .schema
             .as_mut()
             .and_then(|validation| validation.open_api_v3_schema.as_mut())
-            .and_then(|root| root.properties.as_mut())
-            .and_then(|root| root.get_mut("spec"))
-            .and_then(|spec| spec.properties.as_mut())
-            .and_then(|spec| spec.get_mut("template"));
-        if let Some(template) = template {
+            .and_then(|root| schema_rules::property(root, &["spec"]));
+        let Some(spec) = spec else { continue };
+        if let Some(template) = schema_rules::property(spec, &["template"]) {
             for child in children(template) {
                 strip_descriptions(child);
             }
         }
+        schema_rules::add_to_spec(spec);
     }
     crd
 }
@@ -72,6 +93,9 @@ fn children(schema: &mut JSONSchemaProps) -> Vec<&mut JSONSchemaProps> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
 
     fn spec_schema(crd: &CustomResourceDefinition) -> &JSONSchemaProps {
         crd.spec.versions[0]
@@ -138,6 +162,100 @@ mod tests {
             .flatten()
             .map(|rule| rule.rule.as_str())
             .collect();
-        assert_eq!(rules, ["size(self) > 0", "self == oldSelf"]);
+        assert_eq!(rules[..2], ["size(self) > 0", "self == oldSelf"]);
+        assert_eq!(rules.len(), 4, "plus the key and value rules: {rules:?}");
+    }
+
+    fn property<'a>(crd: &'a mut CustomResourceDefinition, path: &[&str]) -> &'a JSONSchemaProps {
+        let spec = crd.spec.versions[0]
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|root| schema_rules::property(root, &["spec"]))
+            .expect("spec schema");
+        schema_rules::property(spec, path)
+            .unwrap_or_else(|| panic!("no schema at spec.{}", path.join(".")))
+    }
+
+    #[test]
+    fn the_hard_limits_are_in_the_schema_and_its_descriptions() {
+        let mut crd = custom_resource_definition();
+        let count = property(&mut crd, &["count"]).clone();
+        assert_eq!(count.minimum, Some(0.0));
+        assert_eq!(count.maximum, Some(f64::from(MAX_COUNT)));
+        assert!(
+            count
+                .description
+                .as_deref()
+                .is_some_and(|d| d.contains(&MAX_COUNT.to_string())),
+            "{count:?}"
+        );
+        let selector = property(&mut crd, &["selector"]).clone();
+        assert_eq!(selector.max_properties, Some(MAX_SELECTOR_LABELS as i64));
+        assert!(
+            selector
+                .description
+                .as_deref()
+                .is_some_and(|d| d.contains(&format!("at most {MAX_SELECTOR_LABELS}"))),
+            "{selector:?}"
+        );
+        let labels = property(&mut crd, &["template", "metadata", "labels"]).clone();
+        assert_eq!(labels.max_properties, Some(MAX_TEMPLATE_LABELS as i64));
+        for map in [&selector, &labels] {
+            let Some(JSONSchemaPropsOrBool::Schema(values)) = &map.additional_properties else {
+                panic!("not a string map: {map:?}");
+            };
+            assert_eq!(
+                values.max_length,
+                Some(63),
+                "values bound for the CEL cost estimate"
+            );
+        }
+    }
+
+    #[test]
+    fn template_rules_are_declared_where_they_apply() {
+        let mut crd = custom_resource_definition();
+        let rules = |schema: &JSONSchemaProps| -> Vec<String> {
+            schema
+                .x_kubernetes_validations
+                .iter()
+                .flatten()
+                .map(|rule| rule.rule.clone())
+                .collect()
+        };
+        let spec_rules = rules(property(&mut crd, &[]));
+        assert!(
+            spec_rules
+                .iter()
+                .any(|rule| rule.contains("self.selector.all(k")),
+            "{spec_rules:?}"
+        );
+        assert_eq!(rules(property(&mut crd, &["template"])), ["has(self.spec)"]);
+        assert_eq!(
+            rules(property(&mut crd, &["template", "spec", "containers"])),
+            ["size(self) > 0"]
+        );
+        assert_eq!(
+            rules(property(&mut crd, &["template", "metadata", "labels"])).len(),
+            2
+        );
+        let container = property(&mut crd, &["template", "spec", "containers"]).clone();
+        let Some(JSONSchemaPropsOrArray::Schema(container)) = container.items else {
+            panic!("containers is not a list of one schema");
+        };
+        assert!(
+            container
+                .required
+                .iter()
+                .flatten()
+                .any(|field| field == "image")
+        );
+        let policy = property(&mut crd, &["template", "spec", "restartPolicy"]);
+        assert_eq!(
+            policy.enum_.as_ref().map(Vec::len),
+            Some(1),
+            "restartPolicy: Always only"
+        );
     }
 }

@@ -1,5 +1,10 @@
 //! Validation of PodScaler specs: every rule that needs no cluster.
 //!
+//! The CRD carries the same rules as OpenAPI constraints and CEL (`crate::crd`, built from this
+//! module's patterns and lengths), so the API server refuses the same specs when the webhook
+//! is absent; [`agreement`] is the table both are tested against. Only the overlap check needs
+//! other objects and exists here alone.
+//!
 //! The admission webhook runs these on CREATE and UPDATE; the operator can run
 //! [`validate_spec`] to refuse to act on an object that got past a webhook that was not
 //! installed yet. Each rule reports a [`FieldError`] naming the field (in the form Kubernetes
@@ -22,23 +27,30 @@ use std::fmt;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use crate::api::{PodScalerSpec, apply_defaults, selector_string};
+use crate::crd::{MAX_COUNT, MAX_SELECTOR_LABELS, MAX_TEMPLATE_LABELS};
 
-/// The `--max-count` default: the largest `spec.count` accepted.
+pub mod agreement;
+
+/// The `--max-count` default: the largest `spec.count` accepted. At most
+/// [`crate::crd::MAX_COUNT`], the CRD's hard limit, which `--max-count` cannot exceed.
 pub const DEFAULT_MAX_COUNT: i32 = 1000;
 
-const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
-const LABEL_VALUE_MAX_LENGTH: usize = 63;
-const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
-const DNS1123_LABEL_MAX_LENGTH: usize = 63;
+// The webhook's default must fit under the CRD's hard limit, or its default would be a lie.
+const _: () = assert!(DEFAULT_MAX_COUNT <= MAX_COUNT);
 
-const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+pub(crate) const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
+pub(crate) const LABEL_VALUE_MAX_LENGTH: usize = 63;
+pub(crate) const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
+pub(crate) const DNS1123_LABEL_MAX_LENGTH: usize = 63;
+
+pub(crate) const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+pub(crate) const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
+pub(crate) const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+pub(crate) const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
 
 /// One violation: the field it is about and what to do.
@@ -199,6 +211,15 @@ fn validate_count(count: i32, limits: &Limits, errors: &mut Vec<FieldError>) {
                 "must be 0 or more (got {count}): set spec.count to the number of pods to keep"
             ),
         ));
+    } else if count > MAX_COUNT {
+        // Raising --max-count would not help: the CRD's schema refuses it too.
+        errors.push(FieldError::new(
+            "spec.count",
+            format!(
+                "must be at most {MAX_COUNT}, PodScaler's hard limit (got {count}): lower \
+                 spec.count"
+            ),
+        ));
     } else if count > limits.max_count {
         errors.push(FieldError::new(
             "spec.count",
@@ -219,6 +240,16 @@ fn validate_selector(selector: &BTreeMap<String, String>, errors: &mut Vec<Field
              namespace; add the labels of the pods to keep, e.g. {app: nginx}",
         ));
         return;
+    }
+    if selector.len() > MAX_SELECTOR_LABELS {
+        errors.push(FieldError::new(
+            "spec.selector",
+            format!(
+                "must name at most {MAX_SELECTOR_LABELS} labels (got {}): select the pods by \
+                 fewer labels",
+                selector.len()
+            ),
+        ));
     }
     validate_labels("spec.selector", selector, errors);
 }
@@ -274,6 +305,16 @@ fn validate_template(
                 ),
             )),
         }
+    }
+    if labels.len() > MAX_TEMPLATE_LABELS {
+        errors.push(FieldError::new(
+            "spec.template.metadata.labels",
+            format!(
+                "must have at most {MAX_TEMPLATE_LABELS} labels, the selector's included (got \
+                 {}): remove some",
+                labels.len()
+            ),
+        ));
     }
     let extra: BTreeMap<String, String> = labels
         .into_iter()
