@@ -30,6 +30,10 @@ use crate::{local_http, wait};
 /// How long the webhook may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Environment variable naming a webhook binary to run instead of the workspace's: an older
+/// commit's build, to see a scenario fail without the fix it tests.
+pub const WEBHOOK_OVERRIDE: &str = "PODSCALER_E2E_WEBHOOK";
+
 /// The label a namespace carries to have its PodScalers reviewed by one test webhook.
 pub const NAMESPACE_LABEL: &str = "podscaler-e2e/webhook";
 
@@ -52,6 +56,7 @@ impl Webhook {
     /// every second so rotation is quick to observe.
     pub async fn start(cluster: &Cluster, name: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
         let product = Product::build()?;
+        let binary = std::env::var_os(WEBHOOK_OVERRIDE).map_or(product.webhook, PathBuf::from);
         let certs = SecretVolume::create(&cluster.dir().join(format!("{name}-certs")))?;
         certs.write(&serving_certificate(cluster)?)?;
         let port = free_port()?;
@@ -69,7 +74,7 @@ impl Webhook {
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
         let mut process = Process::spawn(
             &format!("webhook-{name}"),
-            &product.webhook,
+            &binary,
             &args,
             &[("KUBECONFIG", cluster.kubeconfig().display().to_string())],
             cluster.dir(),
@@ -84,13 +89,28 @@ impl Webhook {
     }
 
     /// Registers mutating and validating configurations named `name` for PodScaler CREATE and
-    /// UPDATE in namespaces labelled [`NAMESPACE_LABEL`]`=name`, with `failurePolicy: Fail`.
-    /// They are cluster-scoped but, through that label, concern no other namespace, so they
-    /// stay until the cluster goes.
+    /// UPDATE (and, for validation, UPDATE of `podscalers/scale`, as the chart does) in
+    /// namespaces labelled [`NAMESPACE_LABEL`]`=name`, with `failurePolicy: Fail`. They are
+    /// cluster-scoped but, through that label, concern no other namespace, so they stay until
+    /// the cluster goes.
     async fn register(&self, cluster: &Cluster, name: &str) -> anyhow::Result<()> {
         let client = cluster.client();
         let ca_bundle = k8s_openapi::ByteString(cluster.authority().cert_pem().as_bytes().to_vec());
-        let hook = |prefix: &str, path: &str| {
+        let podscalers = json!({
+            "apiGroups": ["scaling.example.com"],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["podscalers"],
+            "scope": "Namespaced",
+        });
+        let scale = json!({
+            "apiGroups": ["scaling.example.com"],
+            "apiVersions": ["v1"],
+            "operations": ["UPDATE"],
+            "resources": ["podscalers/scale"],
+            "scope": "Namespaced",
+        });
+        let hook = |prefix: &str, path: &str, rules: serde_json::Value| {
             json!({
                 "name": format!("{prefix}{name}.podscaler.scaling.example.com"),
                 "admissionReviewVersions": ["v1"],
@@ -102,22 +122,19 @@ impl Webhook {
                     "caBundle": ca_bundle,
                 },
                 "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: name}},
-                "rules": [{
-                    "apiGroups": ["scaling.example.com"],
-                    "apiVersions": ["v1"],
-                    "operations": ["CREATE", "UPDATE"],
-                    "resources": ["podscalers"],
-                    "scope": "Namespaced",
-                }],
+                // The chart's: the API server sends a Scale as autoscaling/v1 whatever version
+                // the client used.
+                "matchPolicy": "Equivalent",
+                "rules": rules,
             })
         };
         let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": name},
-            "webhooks": [hook("m", MUTATE_PATH)],
+            "webhooks": [hook("m", MUTATE_PATH, json!([podscalers.clone()]))],
         }))?;
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": name},
-            "webhooks": [hook("v", VALIDATE_PATH)],
+            "webhooks": [hook("v", VALIDATE_PATH, json!([podscalers, scale]))],
         }))?;
         Api::<MutatingWebhookConfiguration>::all(client.clone())
             .create(&PostParams::default(), &mutating)

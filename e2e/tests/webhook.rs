@@ -32,6 +32,15 @@ fn main() -> ExitCode {
         ("w04_rotated_certificate_is_served", |env| {
             Box::pin(rotated_certificate_is_served(env))
         }),
+        ("w05_scale_subresource_gets_the_count_limit", |env| {
+            Box::pin(scale_subresource_gets_the_count_limit(env))
+        }),
+        ("w06_type_errors_name_the_field", |env| {
+            Box::pin(type_errors_name_the_field(env))
+        }),
+        ("w07_invalid_selector_reports_only_its_syntax", |env| {
+            Box::pin(invalid_selector_reports_only_its_syntax(env))
+        }),
     ];
     suite::main(scenarios, Options::default(), |cluster| {
         Box::pin(setup(cluster))
@@ -167,32 +176,34 @@ async fn sample_is_defaulted_and_runs(env: Env) -> anyhow::Result<()> {
 
 async fn every_violation_is_reported(env: Env) -> anyhow::Result<()> {
     let webhook = webhook_for(&env).await?;
-    // Passes the CRD's schema and CEL rules; only the webhook can refuse it.
-    let manifest = "\
-apiVersion: scaling.example.com/v1
-kind: PodScaler
-metadata:
-  name: broken
-spec:
-  count: 5000
-  selector:
-    app: web
-    \"bad key\": x
-  template:
-    metadata:
-      labels:
-        app: other
-    spec:
-      containers: []
-";
+    env.apply(&scaler_manifest("web", 1, &[("app", "web")]))
+        .await?;
+    // Breaks both rules only the webhook has: a count over --max-count (under the CRD's hard
+    // maximum) and a selector overlapping another PodScaler. Violations of the CRD's schema
+    // and CEL rules never reach the webhook (the API server checks them first); they are the
+    // CRD suite's (e2e/tests/rules.rs).
+    let manifest = scaler_manifest("broken", 5000, &[("app", "web"), ("track", "canary")]);
+    let manifest = manifest.as_str();
+    // The webhook reads PodScalers from a watched cache: dry runs until it has seen `web`.
+    wait::until("the overlap to be refused", CONVERGE, || async {
+        let message = env
+            .kubectl
+            .run_failing(
+                &["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"],
+                Some(manifest),
+            )
+            .await?;
+        anyhow::ensure!(message.contains("overlaps"), "not yet: {message}");
+        Ok(())
+    })
+    .await?;
     let refused = env.apply_refused(manifest).await?;
     for expected in [
         "The PodScaler \"broken\" is invalid",
         "spec.count",
         "must be at most 1000",
-        "spec.selector[\"bad key\"]",
-        "spec.template.metadata.labels[\"app\"]",
-        "spec.template.spec.containers",
+        "spec.selector",
+        "overlaps PodScaler \"web\"",
     ] {
         anyhow::ensure!(
             refused.contains(expected),
@@ -340,5 +351,235 @@ async fn rotated_certificate_is_served(env: Env) -> anyhow::Result<()> {
         &[("result", "success")],
     );
     anyhow::ensure!(reloaded >= 1.0, "{reloaded} successful reloads counted");
+    Ok(())
+}
+
+/// `spec.count` of the stored PodScaler `name`.
+async fn stored_count(env: &Env, name: &str) -> anyhow::Result<i32> {
+    Ok(observe::scaler(&env.client(), &env.namespace, name)
+        .await?
+        .spec
+        .count)
+}
+
+/// Runs kubectl in the scenario's namespace, expecting a refusal; returns its message.
+async fn refused(env: &Env, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = vec!["-n", env.namespace.as_str()];
+    all.extend_from_slice(args);
+    env.kubectl.run_failing(&all, None).await
+}
+
+fn ensure_mentions(text: &str, fragments: &[&str]) -> anyhow::Result<()> {
+    for fragment in fragments {
+        anyhow::ensure!(
+            text.contains(fragment),
+            "{fragment:?} is not mentioned: {text}"
+        );
+    }
+    Ok(())
+}
+
+/// Issue 10 item 3: the count limit holds however the count is changed — `kubectl apply`,
+/// `kubectl scale`, a patch of the scale subresource and a HorizontalPodAutoscaler (the last
+/// three write an autoscaling/v1 Scale, which the validating webhook reviews on
+/// `podscalers/scale`).
+async fn scale_subresource_gets_the_count_limit(env: Env) -> anyhow::Result<()> {
+    // A limit far below any schema maximum the CRD may have, so the webhook is what refuses.
+    let webhook = Webhook::start(&env.cluster, &env.namespace, &["--max-count=10"]).await?;
+    webhook
+        .admit_namespace(&env.cluster, &env.namespace)
+        .await?;
+    env.apply(&scaler_manifest("scaled", 1, &[("app", "scaled")]))
+        .await?;
+
+    let message = refused(&env, &["scale", "podscaler/scaled", "--replicas=11"]).await?;
+    ensure_mentions(
+        &message,
+        &[
+            "spec.replicas",
+            "must be at most 10 (got 11)",
+            "PodScaler spec.count",
+            "--max-count",
+        ],
+    )?;
+    anyhow::ensure!(stored_count(&env, "scaled").await? == 1, "scaled to 11");
+    // The absurd count of the report: refused (by the webhook, or a schema maximum below it).
+    refused(&env, &["scale", "podscaler/scaled", "--replicas=100000000"]).await?;
+    anyhow::ensure!(stored_count(&env, "scaled").await? == 1, "scaled to 10⁸");
+    let message = refused(
+        &env,
+        &[
+            "patch",
+            "podscaler",
+            "scaled",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":11}}"#,
+        ],
+    )
+    .await?;
+    ensure_mentions(&message, &["spec.replicas", "must be at most 10"])?;
+    // The same limit on the object itself.
+    let message = env
+        .apply_refused(&scaler_manifest("scaled", 11, &[("app", "scaled")]))
+        .await?;
+    ensure_mentions(&message, &["spec.count", "must be at most 10 (got 11)"])?;
+
+    // Within the limit: allowed, both ends. A Scale to 0 arrives as `spec: {}` (omitempty).
+    env.kubectl(&["scale", "podscaler/scaled", "--replicas=10"])
+        .await?;
+    anyhow::ensure!(
+        stored_count(&env, "scaled").await? == 10,
+        "not scaled to 10"
+    );
+    env.kubectl(&["scale", "podscaler/scaled", "--replicas=0"])
+        .await?;
+    anyhow::ensure!(stored_count(&env, "scaled").await? == 0, "not scaled to 0");
+    env.kubectl(&["scale", "podscaler/scaled", "--replicas=1"])
+        .await?;
+
+    // An HPA whose minimum is over the limit: the controller-manager's HPA controller scales
+    // up to minReplicas without metrics, through the scale subresource, and is refused.
+    env.kubectl
+        .run_with_input(
+            &["-n", &env.namespace, "apply", "-f", "-"],
+            Some(
+                "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: scaled\nspec:\n  scaleTargetRef:\n    apiVersion: scaling.example.com/v1\n    kind: PodScaler\n    name: scaled\n  minReplicas: 20\n  maxReplicas: 30\n",
+            ),
+        )
+        .await?;
+    let condition = wait::until("the HPA to report the refusal", CONVERGE, || async {
+        let message = env
+            .kubectl(&[
+                "get",
+                "hpa",
+                "scaled",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="AbleToScale")].message}"#,
+            ])
+            .await?;
+        anyhow::ensure!(
+            message.contains("spec.replicas"),
+            "AbleToScale says {message:?}"
+        );
+        Ok(message)
+    })
+    .await?;
+    ensure_mentions(&condition, &["must be at most 10 (got 20)"])?;
+    anyhow::ensure!(
+        stored_count(&env, "scaled").await? == 1,
+        "the HPA scaled past the limit"
+    );
+
+    let denied = counter(
+        &webhook.metrics().await?,
+        "podscaler_admission_decisions_total",
+        &[
+            ("webhook", VALIDATE_PATH),
+            ("operation", "UPDATE"),
+            ("allowed", "false"),
+        ],
+    );
+    anyhow::ensure!(denied >= 3.0, "{denied} denied UPDATEs counted, want ≥ 3");
+    Ok(())
+}
+
+/// Issue 10 item 5: a type error or a missing required field is reported with the field's
+/// path. Mutating admission runs before the schema: the mutating webhook lets an object it
+/// cannot decode pass unpatched, and the API server's schema validation names the field.
+async fn type_errors_name_the_field(env: Env) -> anyhow::Result<()> {
+    let webhook = webhook_for(&env).await?;
+    let mutations_allowed = || async {
+        Ok::<_, anyhow::Error>(counter(
+            &webhook.metrics().await?,
+            "podscaler_admission_decisions_total",
+            &[
+                ("webhook", MUTATE_PATH),
+                ("operation", "CREATE"),
+                ("allowed", "true"),
+            ],
+        ))
+    };
+    let before = mutations_allowed().await?;
+    let cases = [
+        (
+            "string-count",
+            "  count: \"four\"\n  selector:\n    app: a\n",
+            "spec.count",
+        ),
+        (
+            "fractional-count",
+            "  count: 1.5\n  selector:\n    app: a\n",
+            "spec.count",
+        ),
+        ("no-count", "  selector:\n    app: a\n", "spec.count"),
+        ("no-selector", "  count: 1\n", "spec.selector"),
+    ];
+    for (name, spec, field) in cases {
+        let manifest = format!(
+            "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        );
+        let message = env.apply_refused(&manifest).await?;
+        anyhow::ensure!(
+            message.contains(field),
+            "{name}: the refusal does not name {field}: {message}"
+        );
+        // serde's wording, which names no field, is what users saw before.
+        anyhow::ensure!(
+            !message.contains("expected i32") && !message.contains("missing field"),
+            "{name}: the refusal is serde's: {message}"
+        );
+        anyhow::ensure!(
+            env.kubectl(&["get", "podscaler", name]).await.is_err(),
+            "{name}: a refused PodScaler was stored"
+        );
+    }
+    let passed = mutations_allowed().await? - before;
+    anyhow::ensure!(
+        passed >= 4.0,
+        "the mutating webhook let {passed} of the 4 objects through to the schema"
+    );
+    Ok(())
+}
+
+/// Issue 10 item 8: a selector that is not valid syntax is refused for its syntax alone, not
+/// also as "overlapping" every other PodScaler in the namespace.
+async fn invalid_selector_reports_only_its_syntax(env: Env) -> anyhow::Result<()> {
+    let _webhook = webhook_for(&env).await?;
+    env.apply(&scaler_manifest("web", 1, &[("app", "web")]))
+        .await?;
+    env.apply(&scaler_manifest("db", 1, &[("app", "db")]))
+        .await?;
+    // The webhook's cache has both once a valid selector overlapping both is refused so.
+    let both = scaler_manifest("both", 1, &[("tier", "front")]);
+    wait::until("the webhook to see both PodScalers", CONVERGE, || async {
+        let message = env
+            .kubectl
+            .run_failing(
+                &["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"],
+                Some(&both),
+            )
+            .await?;
+        ensure_mentions(
+            &message,
+            &["overlaps PodScaler \"web\"", "overlaps PodScaler \"db\""],
+        )
+    })
+    .await?;
+    for (name, selector, bad) in [
+        // No key in common with either, so both "overlapped" it before.
+        ("bad-key", [("bad key", "x")], "bad key"),
+        ("bad-value", [("tier", "front!")], "front!"),
+    ] {
+        let message = env
+            .apply_refused(&scaler_manifest(name, 1, &selector))
+            .await?;
+        ensure_mentions(&message, &["spec.selector", bad])?;
+        anyhow::ensure!(
+            !message.contains("overlaps"),
+            "{name}: an invalid selector was also reported as overlapping: {message}"
+        );
+    }
     Ok(())
 }
