@@ -219,7 +219,7 @@ impl Correlator {
         let config = self.config;
         let budget = self
             .budgets
-            .entry(format!("{object}\u{0}{}", occurrence.type_))
+            .entry(format!("{object}\u{0}"))
             .or_insert_with(|| TokenBucket {
                 tokens: f64::from(config.burst),
                 refilled: now,
