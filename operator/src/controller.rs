@@ -158,6 +158,12 @@ pub async fn run(
     }
     tracing::info!(pods = pods.len(), "pod cache filled");
 
+    // A PodScaler event that is only this operator's own status write wakes nothing: that
+    // write would otherwise wake the pass after every pass that changed the status.
+    let own_writes = Arc::clone(&ctx);
+    let scaler_events = scaler_events.filter(move |item| {
+        std::future::ready(!matches!(item, Ok(scaler) if own_writes.is_own_status_write(scaler)))
+    });
     let controller = Controller::for_stream(scaler_events, scalers)
         .with_config(controller::Config::default().concurrency(concurrency));
     controller

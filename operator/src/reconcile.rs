@@ -2,7 +2,7 @@
 //! the API calls, record expectations, publish events and write the status. The only I/O of
 //! the controller's decisions lives here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,9 @@ pub struct Context {
     expectations: Mutex<Expectations>,
     backoff: Mutex<FailureBackoff>,
     fights: Mutex<Fights>,
+    /// The resourceVersion each PodScaler (`namespace/name`) got from this operator's latest
+    /// status write.
+    own_status_versions: Mutex<HashMap<String, String>>,
     metrics: Metrics,
     recorder: EventRecorder,
     settings: Settings,
@@ -97,6 +100,7 @@ impl Context {
             expectations: Mutex::new(expectations),
             backoff: Mutex::new(FailureBackoff::default()),
             fights: Mutex::new(fights),
+            own_status_versions: Mutex::new(HashMap::new()),
             metrics,
             settings,
         }
@@ -132,7 +136,21 @@ impl Context {
         lock(&self.expectations).forget(&key);
         lock(&self.backoff).reset(&key);
         lock(&self.fights).forget(&key);
+        lock(&self.own_status_versions).remove(&key);
         self.metrics.remove_scaler(namespace, name);
+    }
+
+    /// Whether `scaler` is exactly the object this operator's own latest status write made:
+    /// a watch event of it carries nothing the operator does not know, so it should not wake
+    /// a reconcile. (When the watch event outruns the write's response, it is not recognised
+    /// and wakes one pass, which finds the same status and writes nothing.)
+    pub fn is_own_status_write(&self, scaler: &PodScaler) -> bool {
+        let Some(version) = scaler.metadata.resource_version.as_deref() else {
+            return false;
+        };
+        lock(&self.own_status_versions)
+            .get(&scaler_key(scaler))
+            .is_some_and(|own| own == version)
     }
 
     /// Records a failed pass of `scaler` and returns when to retry it: 5 ms doubling to
@@ -521,8 +539,12 @@ async fn write_status(
 ) -> Result<(), kube::Error> {
     let api: Api<PodScaler> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = Patch::Merge(json!({ "status": status }));
-    api.patch_status(name, &PatchParams::default(), &patch)
+    let written = api
+        .patch_status(name, &PatchParams::default(), &patch)
         .await?;
+    if let Some(version) = written.metadata.resource_version {
+        lock(&ctx.own_status_versions).insert(format!("{namespace}/{name}"), version);
+    }
     Ok(())
 }
 

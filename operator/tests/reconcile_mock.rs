@@ -115,6 +115,7 @@ fn answer(
         ("PATCH", p) if p.ends_with("/status") => {
             let mut scaler = serde_json::to_value(scaler(1)).expect("json");
             scaler["status"] = body["status"].clone();
+            scaler["metadata"]["resourceVersion"] = json!(WRITTEN_VERSION);
             (StatusCode::OK, scaler)
         }
         _ => (
@@ -123,6 +124,9 @@ fn answer(
         ),
     }
 }
+
+/// The resourceVersion the fake API gives a PodScaler whose status it patched.
+const WRITTEN_VERSION: &str = "4711";
 
 fn scaler(count: i32) -> PodScaler {
     let mut scaler = PodScaler::new(
@@ -375,6 +379,12 @@ async fn status_is_written_only_when_it_changed() {
     reconcile::reconcile(Arc::new(scaler(2)), Arc::clone(&ctx))
         .await
         .expect("reconcile");
+    // The watch event of that write is recognised as the operator's own, and no other is.
+    let mut echo = scaler(2);
+    echo.metadata.resource_version = Some(WRITTEN_VERSION.to_owned());
+    assert!(ctx.is_own_status_write(&echo));
+    echo.metadata.resource_version = Some("4712".to_owned());
+    assert!(!ctx.is_own_status_write(&echo), "a later change by anyone");
     drop(ctx);
     let first = api.finish().await;
     let written = patched_status(&first);
