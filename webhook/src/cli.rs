@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use podscaler::admin::BindAddress;
+use podscaler::crd::MAX_COUNT;
 use podscaler::telemetry::LogArgs;
 use podscaler::validation::{DEFAULT_MAX_COUNT, Limits};
 
@@ -37,9 +38,12 @@ pub struct Cli {
     #[arg(long, env = "PODSCALER_WEBHOOK_CERT_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub cert_poll_interval: Duration,
 
-    /// Largest spec.count accepted.
+    /// Largest spec.count accepted, however it is set (kubectl apply or edit, kubectl scale, an
+    /// HPA). At most 100000, the CRD's hard schema maximum: the API server refuses a larger
+    /// count before the webhook is asked, so a higher --max-count would promise what it cannot
+    /// allow, and the webhook refuses to start with one.
     #[arg(long, env = "PODSCALER_WEBHOOK_MAX_COUNT", default_value_t = DEFAULT_MAX_COUNT,
-          value_parser = clap::value_parser!(i32).range(0..))]
+          value_parser = clap::value_parser!(i32).range(0..=i64::from(MAX_COUNT)))]
     pub max_count: i32,
 
     /// Serve HTTP/2 as well as HTTP/1.1 (off by default: HTTP/2 rapid-reset advisories).
@@ -177,9 +181,27 @@ mod tests {
     }
 
     #[test]
+    fn max_count_may_reach_the_crd_limit_but_not_pass_it() {
+        let at_limit = format!("--max-count={MAX_COUNT}");
+        let cli = Cli::try_parse_from(["podscaler-webhook", at_limit.as_str()]).expect("parses");
+        assert_eq!(cli.options().server.admission.limits.max_count, MAX_COUNT);
+        let over = format!("--max-count={}", MAX_COUNT + 1);
+        let error = Cli::try_parse_from(["podscaler-webhook", over.as_str()])
+            .expect_err("over the CRD's maximum")
+            .to_string();
+        assert!(error.contains("0..=100000"), "{error}");
+        // The flag's help states the limit; it is written out there, so keep it in step.
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains(&format!("At most {MAX_COUNT}")), "{help}");
+    }
+
+    #[test]
     fn bad_flags_are_refused_with_the_flag_named() {
         for (flag, value) in [
             ("--max-count", "-1"),
+            ("--max-count", "100001"),
             ("--port", "70000"),
             ("--cert-poll-interval", "0s"),
             ("--cert-poll-interval", "soon"),

@@ -12,6 +12,7 @@ use http::StatusCode;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use podscaler::crd::MAX_COUNT;
 use podscaler::validation::{FieldError, Limits, Verdict};
 use serde_json::Value;
 
@@ -100,6 +101,13 @@ fn replicas_error(replicas: i32, limits: &Limits) -> Option<FieldError> {
             "must be 0 or more (got {replicas}): spec.replicas of the Scale sets PodScaler \
              spec.count, the number of pods to keep"
         )
+    } else if replicas > MAX_COUNT {
+        // The CRD's schema refuses it too (and first), so raising --max-count would not help.
+        format!(
+            "must be at most {MAX_COUNT}, PodScaler's hard limit (got {replicas}): spec.replicas \
+             of the Scale sets PodScaler spec.count; scale to {max} or fewer",
+            max = limits.max_count
+        )
     } else if replicas > limits.max_count {
         format!(
             "must be at most {max} (got {replicas}): spec.replicas of the Scale sets PodScaler \
@@ -162,6 +170,18 @@ mod tests {
         );
         assert!(error.message.contains("PodScaler spec.count"), "{error}");
         assert!(error.message.contains("--max-count"), "{error}");
+
+        let verdict = check_replicas(Some(3), 100_000_000, &limits(10));
+        let [error] = verdict.errors.as_slice() else {
+            panic!("one error expected: {verdict:?}");
+        };
+        assert!(
+            error
+                .message
+                .starts_with("must be at most 100000, PodScaler's hard limit"),
+            "{error}"
+        );
+        assert!(!error.message.contains("--max-count"), "{error}");
 
         let verdict = check_replicas(None, -1, &limits(10));
         let [error] = verdict.errors.as_slice() else {
