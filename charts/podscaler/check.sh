@@ -224,6 +224,7 @@ expect_refused "a typo in a key" "additional properties 'imge' not allowed" --se
 expect_refused "an unknown top-level key" "additional properties 'replicaCount' not allowed" --set replicaCount=3
 expect_refused "a bad failurePolicy" "failurePolicy" --set webhook.failurePolicy=Sometimes
 expect_refused "a webhook timeout over 30s" "timeoutSeconds" --set webhook.timeoutSeconds=31
+expect_refused "a --max-count over the CRD's hard maximum" "maxCount" --set webhook.maxCount=100001
 expect_refused "a duration without unit" "requeueAfter" --set operator.requeueAfter=15
 expect_refused "an unknown alert name" "disabledAlerts" --set 'monitoring.prometheusRule.disabledAlerts[0]=NoSuchAlert'
 expect_refused "secret mode without a Secret" "webhook.tls.secret.name" --set webhook.tls.mode=secret
