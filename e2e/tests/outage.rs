@@ -136,6 +136,10 @@ async fn apiserver_restart_mid_scale_up(env: Env) -> anyhow::Result<()> {
              no relist of the pod cache after the restart"
         )),
     }
+    // For the record (how long recovery took, in the operator's own words); not asserted.
+    for line in cache_log_lines(operator.log_path()) {
+        tracing::info!("operator: {line}");
+    }
     anyhow::ensure!(
         failures.is_empty(),
         "{}\noperator log:\n{}",
@@ -143,6 +147,30 @@ async fn apiserver_restart_mid_scale_up(env: Env) -> anyhow::Result<()> {
         operator.log_tail(40)
     );
     Ok(())
+}
+
+/// The operator's log lines about its caches (fills, losses, relists) and its watch errors.
+fn cache_log_lines(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("cache") || line.contains("watch failed"))
+        .map(without_colours)
+        .collect()
+}
+
+/// A log line without its ANSI colour sequences (`ESC [ … m`).
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 fn pod_relists(page: &str) -> Option<f64> {
