@@ -241,6 +241,11 @@ mod tests {
             2
         );
         let container = property(&mut crd, &["template", "spec", "containers"]).clone();
+        assert_eq!(
+            container.x_kubernetes_list_type.as_deref(),
+            Some("map"),
+            "one container per name, as upstream's PodSpec"
+        );
         let Some(JSONSchemaPropsOrArray::Schema(container)) = container.items else {
             panic!("containers is not a list of one schema");
         };

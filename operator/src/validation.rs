@@ -351,11 +351,13 @@ fn validate_template(
                 ),
             ));
         } else if seen.contains(&container.name.as_str()) {
+            // The element, not its name: the CRD's list-map keyed by name reports the
+            // duplicate there too (`containers[2]: Duplicate value`).
             errors.push(FieldError::new(
-                format!("{path}.name"),
+                path.clone(),
                 format!(
-                    "{:?} is used by another container of this template: give each container \
-                     its own name",
+                    "name {:?} is used by another container of this template: give each \
+                     container its own name",
                     container.name
                 ),
             ));
@@ -956,8 +958,8 @@ mod tests {
                         "\"Web\" is not a valid container name",
                     ),
                     (
-                        "spec.template.spec.containers[2].name",
-                        "\"side\" is used by another container",
+                        "spec.template.spec.containers[2]",
+                        "name \"side\" is used by another container",
                     ),
                 ],
             },

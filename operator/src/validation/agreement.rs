@@ -265,6 +265,14 @@ pub fn cases() -> Vec<Case> {
             &["spec.template.spec.containers[0].name"],
         ),
         refused(
+            "two containers with one name",
+            templated(json!({"spec": {"containers": [
+                {"name": "web", "image": "nginx"},
+                {"name": "web", "image": "busybox"},
+            ]}})),
+            &["spec.template.spec.containers[1]"],
+        ),
+        refused(
             "restartPolicy other than Always",
             templated(json!({"spec": {
                 "restartPolicy": "Never",
