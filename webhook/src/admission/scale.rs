@@ -44,6 +44,8 @@ pub(super) fn validate(
         return Ok(allowed);
     }
     let new = requested_replicas(raw, "object")?;
+    // The old Scale only decides ratcheting (a violation it already had is a warning); without
+    // a usable one the new count is judged on its own, which can only be stricter.
     let old = requested_replicas(raw, "oldObject").ok();
     let denied = Denied {
         group: GROUP,
