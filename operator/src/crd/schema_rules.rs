@@ -200,8 +200,9 @@ fn label_value(value: &str) -> String {
     )
 }
 
-/// Bounds the length of every value of a string map, for the rules' cost estimate (the CEL
-/// rules report a too-long value with the better message; this one names the entry too).
+/// Bounds the length of every value of a string map, for the rules' cost estimate. A value
+/// over it is reported by this constraint alone (`spec.selector.app: Too long`): the API
+/// server skips CEL rules whose cost estimate relied on a bound the object breaks.
 fn limit_values(map: &mut JSONSchemaProps, max_length: usize) {
     if let Some(JSONSchemaPropsOrBool::Schema(values)) = map.additional_properties.as_mut() {
         values.max_length = Some(as_i64(max_length));
