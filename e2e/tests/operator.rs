@@ -66,7 +66,9 @@ fn main() -> ExitCode {
         ("s14_run_command_on_the_current_kubeconfig", |env| {
             Box::pin(run_command_on_the_current_kubeconfig(env))
         }),
-        ("s15_events_stay_true", |env| Box::pin(events_stay_true(env))),
+        ("s15_events_stay_true", |env| {
+            Box::pin(events_stay_true(env))
+        }),
     ];
     suite::main(scenarios, Options::default(), |cluster| {
         Box::pin(setup(cluster))
@@ -824,7 +826,11 @@ async fn a_fight_with_a_deployment_ends(env: Env) -> anyhow::Result<()> {
             .iter()
             .filter(|pod| observe::controller_kind(pod) == Some("PodScaler"))
             .count();
-        anyhow::ensure!(pods.len() == 4 && own == 4, "{} active, {own} own", pods.len());
+        anyhow::ensure!(
+            pods.len() == 4 && own == 4,
+            "{} active, {own} own",
+            pods.len()
+        );
         Ok(pods)
     })
     .await?;
@@ -859,7 +865,10 @@ async fn events_stay_true(env: Env) -> anyhow::Result<()> {
         anyhow::ensure!(
             created.len() == 2,
             "{:?}",
-            created.iter().map(|e| (&e.note, e.deprecated_count)).collect::<Vec<_>>()
+            created
+                .iter()
+                .map(|e| (&e.note, e.deprecated_count))
+                .collect::<Vec<_>>()
         );
         Ok(created)
     })

@@ -152,10 +152,34 @@ mod tests {
             Duration::from_millis(100)
         );
         let cases = [
-            ("a wake before the retry waits", "ns/a", Some(1), at(40), Gate::Wait(Duration::from_millis(60))),
-            ("the retry itself proceeds", "ns/a", Some(1), at(100), Gate::Proceed),
-            ("a new generation proceeds at once", "ns/a", Some(2), at(40), Gate::Proceed),
-            ("other scalers are not held", "ns/b", Some(1), at(40), Gate::Proceed),
+            (
+                "a wake before the retry waits",
+                "ns/a",
+                Some(1),
+                at(40),
+                Gate::Wait(Duration::from_millis(60)),
+            ),
+            (
+                "the retry itself proceeds",
+                "ns/a",
+                Some(1),
+                at(100),
+                Gate::Proceed,
+            ),
+            (
+                "a new generation proceeds at once",
+                "ns/a",
+                Some(2),
+                at(40),
+                Gate::Proceed,
+            ),
+            (
+                "other scalers are not held",
+                "ns/b",
+                Some(1),
+                at(40),
+                Gate::Proceed,
+            ),
         ];
         for (what, key, generation, now, want) in cases {
             assert_eq!(backoff.gate(key, generation, now), want, "{what}");

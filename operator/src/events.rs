@@ -284,13 +284,7 @@ impl EventRecorder {
             .correlator
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .observe(
-                &object,
-                &name,
-                occurrence,
-                Instant::now(),
-                Timestamp::now(),
-            );
+            .observe(&object, &name, occurrence, Instant::now(), Timestamp::now());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         match &write {
             Write::Skip => {}
@@ -454,8 +448,15 @@ mod tests {
         let Write::Update(last) = &writes[13] else {
             panic!("later ones update it: {:?}", writes[13]);
         };
-        assert_eq!((last.name.as_str(), last.count), (combined.name.as_str(), 5));
-        assert!(last.message.ends_with("\"web-13\" is forbidden"), "{}", last.message);
+        assert_eq!(
+            (last.name.as_str(), last.count),
+            (combined.name.as_str(), 5)
+        );
+        assert!(
+            last.message.ends_with("\"web-13\" is forbidden"),
+            "{}",
+            last.message
+        );
 
         // Another reason, or another object, is not similar.
         let other = correlator.observe(
@@ -472,7 +473,10 @@ mod tests {
         let fresh = correlator.observe(
             "ns/web",
             "web",
-            &occurrence("FailedCreate", "Error creating: pods \"web-99\" is forbidden"),
+            &occurrence(
+                "FailedCreate",
+                "Error creating: pods \"web-99\" is forbidden",
+            ),
             later,
             wall(700),
         );
@@ -498,14 +502,26 @@ mod tests {
             "another object has its own budget"
         );
         // One refill later, the next write carries every occurrence so far.
-        let refilled = correlator.observe("ns/web", "web", &same, start + config.refill_every, wall(400));
+        let refilled = correlator.observe(
+            "ns/web",
+            "web",
+            &same,
+            start + config.refill_every,
+            wall(400),
+        );
         let Write::Update(series) = refilled else {
             panic!("expected an update, got {refilled:?}");
         };
         assert_eq!(series.count, 31);
         correlator.forget("ns/web");
         assert!(matches!(
-            correlator.observe("ns/web", "web", &same, start + config.refill_every, wall(401)),
+            correlator.observe(
+                "ns/web",
+                "web",
+                &same,
+                start + config.refill_every,
+                wall(401)
+            ),
             Write::Create(_)
         ));
     }

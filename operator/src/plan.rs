@@ -128,11 +128,7 @@ impl PodFacts {
         let restarts = status
             .and_then(|s| s.container_statuses.as_ref())
             .map_or(0, |statuses| {
-                statuses
-                    .iter()
-                    .map(|c| c.restart_count)
-                    .max()
-                    .unwrap_or(0)
+                statuses.iter().map(|c| c.restart_count).max().unwrap_or(0)
             });
         Self {
             name: meta.name.clone().unwrap_or_default(),
@@ -652,7 +648,11 @@ mod tests {
             ..facts("bare")
         };
         let held: Vec<PodFacts> = (0..5).map(|i| foreign(&format!("rs-{i}"))).collect();
-        assert_eq!(plan(4, &held, &spared), Plan::Nothing, "nothing else to delete");
+        assert_eq!(
+            plan(4, &held, &spared),
+            Plan::Nothing,
+            "nothing else to delete"
+        );
         assert_eq!(plan(6, &held, &spared), Plan::Create(1), "they still count");
         let mut mixed = held.clone();
         mixed.push(bare.clone());

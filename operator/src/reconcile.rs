@@ -213,9 +213,7 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     // then: its own status write, an event of one of its pods, the resync. Only a spec change
     // (a new generation) is looked at at once, since it may be the fix.
     let now = Instant::now();
-    if let Gate::Wait(remaining) =
-        lock(&ctx.backoff).gate(&key, scaler.metadata.generation, now)
-    {
+    if let Gate::Wait(remaining) = lock(&ctx.backoff).gate(&key, scaler.metadata.generation, now) {
         tracing::debug!(podscaler = %key, ?remaining, "backing off after a failed pass");
         return Ok(Action::requeue(remaining));
     }

@@ -684,7 +684,14 @@ mod tests {
             owner,
             holding_until: Some(at(75)),
         }];
-        type Case<'a> = (&'a str, &'a [PodFacts], &'a [Fight], &'a str, &'a str, &'a str);
+        type Case<'a> = (
+            &'a str,
+            &'a [PodFacts],
+            &'a [Fight],
+            &'a str,
+            &'a str,
+            &'a str,
+        );
         let cases: [Case<'_>; 4] = [
             (
                 "own and bare pods only",

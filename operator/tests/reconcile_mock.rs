@@ -437,8 +437,7 @@ async fn a_refused_create_stops_the_pass_and_is_reported() {
         ("True", status::reason::FAILED_CREATE)
     );
     assert!(
-        failure.message.contains("exceeded quota: two-pods")
-            && !failure.message.contains("web-x"),
+        failure.message.contains("exceeded quota: two-pods") && !failure.message.contains("web-x"),
         "the condition names the quota, not the refused pod: {}",
         failure.message
     );
