@@ -407,13 +407,17 @@ pub fn validate_selector_unchanged(old: &PodScalerSpec, new: &PodScalerSpec) -> 
 
 /// One error per peer whose selector overlaps `selector` (a pod could match both, and the two
 /// PodScalers would fight over it). The peer named `name` is the object itself and is skipped.
+///
+/// An empty or syntactically invalid selector is compared with nobody. Two equality selectors
+/// overlap unless they share a key with different values, so a mistyped key no other
+/// PodScaler uses (`"app name": web`) would "overlap" every PodScaler in the namespace; that
+/// list would bury the one error that matters, the syntax, which is reported on its own.
 pub fn validate_no_overlap<'a>(
     name: &str,
     selector: &BTreeMap<String, String>,
     peers: impl IntoIterator<Item = Peer<'a>>,
 ) -> Vec<FieldError> {
-    if selector.is_empty() {
-        // Already an error of its own; listing every peer would bury it.
+    if !is_well_formed(selector) {
         return Vec::new();
     }
     let mut overlapping: Vec<Peer<'a>> = peers
@@ -576,6 +580,14 @@ fn is_dns1123_label(value: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `selector` names at least one label and every key and value is valid label syntax.
+fn is_well_formed(selector: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty()
+        && selector.iter().all(|(key, value)| {
+            label_key_errors(key).is_empty() && label_value_errors(value).is_empty()
+        })
 }
 
 fn max_len_error(length: usize) -> String {
@@ -1109,6 +1121,17 @@ mod tests {
             "{errors:?}"
         );
         assert!(validate_no_overlap("x", &BTreeMap::new(), peers).is_empty());
+        for invalid in [
+            labels(&[("bad key", "x")]),
+            labels(&[("app", "web!")]),
+            labels(&[("app", "api"), ("-leading", "x")]),
+            labels(&[("app", &"v".repeat(64))]),
+        ] {
+            assert!(
+                validate_no_overlap("x", &invalid, peers).is_empty(),
+                "an invalid selector reports its syntax only: {invalid:?}"
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,6 @@ use serde_json::Value;
 use self::decode::decode;
 
 mod decode;
-pub mod overlap;
 pub mod scale;
 
 /// Path of the mutating (defaulting) webhook, as kubebuilder names it.
@@ -497,7 +496,10 @@ fn validate(
                   check for overlapping selectors yet; retry in a few seconds"
             .to_owned(),
     })?;
-    let peers: Vec<Peer<'_>> = overlap::overlap_candidates(&object.spec.selector, &others);
+    let peers: Vec<Peer<'_>> = others
+        .iter()
+        .map(|(name, selector)| Peer { name, selector })
+        .collect();
     let verdict = match old {
         None => validation::validate_create(
             &name,
