@@ -381,17 +381,8 @@ async fn create_pods(
             break;
         }
     }
-    if !created.is_empty() {
-        let names: Vec<&str> = created.iter().map(|pod| pod.name.as_str()).collect();
-        let note = format!("Created {} pod(s): {}", created.len(), list_names(&names));
-        publish(ctx, scaler, NORMAL, "SuccessfulCreate", "CreatePods", note).await;
-    }
-    if let Some(error) = first_error {
-        // The event keeps the API's whole message (the refused pod's name too), as the
-        // ReplicaSet controller's does; the correlator combines a run of them.
-        let note = format!("Error creating: {error}");
-        publish(ctx, scaler, WARNING, "FailedCreate", "CreatePods", note).await;
-    }
+    let names: Vec<&str> = created.iter().map(|pod| pod.name.as_str()).collect();
+    report_calls(ctx, scaler, FailedAction::Create, &names, first_error).await;
     Progress::Acted { failure }
 }
 
@@ -495,16 +486,45 @@ async fn delete_pods(
         )
         .await;
     }
-    if !deleted.is_empty() {
-        let names: Vec<&str> = deleted.iter().map(|pod| pod.name.as_str()).collect();
-        let note = format!("Deleted {} pod(s): {}", deleted.len(), list_names(&names));
-        publish(ctx, scaler, NORMAL, "SuccessfulDelete", "DeletePods", note).await;
+    let names: Vec<&str> = deleted.iter().map(|pod| pod.name.as_str()).collect();
+    report_calls(ctx, scaler, FailedAction::Delete, &names, first_error).await;
+    Progress::Acted { failure }
+}
+
+/// The events of one round of creates or deletes: one naming the pods the calls succeeded for,
+/// one with the first refusal. The refusal keeps the API's whole message (the refused pod's
+/// name too), as the ReplicaSet controller's does; the correlator combines a run of them.
+async fn report_calls(
+    ctx: &Context,
+    scaler: &PodScaler,
+    operation: FailedAction,
+    done: &[&str],
+    first_error: Option<String>,
+) {
+    let (done_reason, failed_reason, action, past, verb) = match operation {
+        FailedAction::Create => (
+            "SuccessfulCreate",
+            "FailedCreate",
+            "CreatePods",
+            "Created",
+            "creating",
+        ),
+        FailedAction::Delete => (
+            "SuccessfulDelete",
+            "FailedDelete",
+            "DeletePods",
+            "Deleted",
+            "deleting",
+        ),
+    };
+    if !done.is_empty() {
+        let note = format!("{past} {} pod(s): {}", done.len(), list_names(done));
+        publish(ctx, scaler, NORMAL, done_reason, action, note).await;
     }
     if let Some(error) = first_error {
-        let note = format!("Error deleting: {error}");
-        publish(ctx, scaler, WARNING, "FailedDelete", "DeletePods", note).await;
+        let note = format!("Error {verb}: {error}");
+        publish(ctx, scaler, WARNING, failed_reason, action, note).await;
     }
-    Progress::Acted { failure }
 }
 
 /// The pod created for `scaler`: its template (defaulted), a `<name>-` generated name and a

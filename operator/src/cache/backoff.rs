@@ -49,9 +49,7 @@ impl WatchBackoff {
 
     /// The delay the next failure earns before jitter: `first · 2^failures`, at most the cap.
     pub fn nominal(&self) -> Duration {
-        // 2^31 · 200 ms is far past any cap; saturate rather than overflow.
-        let factor = 1u32.checked_shl(self.failures.min(31)).unwrap_or(u32::MAX);
-        self.first.saturating_mul(factor).min(self.cap)
+        crate::backoff::delay(self.failures.saturating_add(1), self.first, self.cap)
     }
 
     /// Records a failure and returns how long to wait before the next attempt.
