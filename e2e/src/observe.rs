@@ -69,17 +69,31 @@ pub async fn scaler(client: &Client, namespace: &str, name: &str) -> anyhow::Res
 /// The value of one sample in a Prometheus text page, e.g.
 /// `sample(page, "podscaler_desired_pods", &[("name", "web")])`.
 pub fn sample(page: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(page, metric, labels).next()
+}
+
+/// The sum of every sample of `metric` whose labels include `labels` (0 when there is none),
+/// e.g. every `result` of `controller_runtime_reconcile_total`.
+pub fn sum(page: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(page, metric, labels).sum()
+}
+
+fn samples<'a>(
+    page: &'a str,
+    metric: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = f64> + 'a {
     page.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
-        .find(|(series, _)| {
+        .filter(move |(series, _)| {
             let (name, rest) = series.split_once('{').unwrap_or((series, ""));
             name == metric
                 && labels
                     .iter()
                     .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")))
         })
-        .and_then(|(_, value)| value.parse().ok())
+        .filter_map(|(_, value)| value.parse().ok())
 }
 
 /// Checks that a binary's `/metrics` page carries the standard process metrics, with values

@@ -10,6 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::binaries::Product;
 use crate::cluster::{Cluster, free_port};
+use crate::kubectl::Kubectl;
 use crate::local_http;
 use crate::process::Process;
 use crate::wait;
@@ -28,6 +29,42 @@ spec:
 
 /// How long a binary may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Environment variable naming a CRD manifest to install instead of the library's: an older
+/// commit's (`git show 30bc556:charts/podscaler/crds/scaling.example.com_podscalers.yaml`), to
+/// see a scenario fail without the fix it tests. With `PODSCALER_E2E_OPERATOR` and
+/// `PODSCALER_E2E_WEBHOOK` it runs an older commit as a whole.
+pub const CRD_OVERRIDE: &str = "PODSCALER_E2E_CRD";
+
+/// Installs the CRD manifest [`CRD_OVERRIDE`] names when it is set, the library's otherwise.
+pub async fn install_crd_or_override(cluster: &Cluster) -> anyhow::Result<()> {
+    let Some(manifest) = std::env::var_os(CRD_OVERRIDE) else {
+        return install_crd(&cluster.client()).await;
+    };
+    let manifest = manifest.to_string_lossy().into_owned();
+    let kubectl = Kubectl::new(cluster.kubeconfig());
+    // Server-side, as install_crd applies: the CRD is too large for client-side apply's
+    // last-applied annotation.
+    kubectl
+        .run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &manifest,
+        ])
+        .await
+        .with_context(|| format!("applying the CRD in {CRD_OVERRIDE}={manifest}"))?;
+    kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/podscalers.scaling.example.com",
+        ])
+        .await
+        .map(drop)
+}
 
 /// Installs (server-side applies) the PodScaler CRD and waits until it is established.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {

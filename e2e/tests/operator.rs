@@ -585,26 +585,10 @@ async fn schema_rejects_bad_input(env: Env) -> anyhow::Result<()> {
 /// The window over which the pressure scenarios count what the operator does.
 const PRESSURE_WINDOW: Duration = Duration::from_secs(120);
 
-/// Sum of every series of `metric` whose labels include `labels`, in a Prometheus text page.
-fn sum_of(page: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    page.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
-            name == metric
-                && labels
-                    .iter()
-                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")))
-        })
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .sum()
-}
-
 /// Reconciles the operator has run, whatever their result.
 async fn reconciles(operator: &Operator) -> anyhow::Result<f64> {
     let page = operator.metrics().await?;
-    Ok(sum_of(
+    Ok(observe::sum(
         &page,
         "controller_runtime_reconcile_total",
         &[("controller", "podscaler")],
@@ -615,7 +599,7 @@ async fn reconciles(operator: &Operator) -> anyhow::Result<f64> {
 async fn refused_pod_creates(env: &Env) -> anyhow::Result<f64> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let page = env.client().request_text(request).await?;
-    Ok(sum_of(
+    Ok(observe::sum(
         &page,
         "apiserver_request_total",
         &[("verb", "POST"), ("resource", "pods"), ("code", "403")],

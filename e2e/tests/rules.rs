@@ -7,8 +7,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-use e2e::kubectl::Kubectl;
 use e2e::observe;
 use e2e::product;
 use e2e::suite::{self, Env, Scenario};
@@ -36,37 +34,8 @@ fn main() -> ExitCode {
     })
 }
 
-/// Environment variable naming a CRD manifest to install instead of the library's: to see the
-/// scenarios fail on an older commit's CRD, e.g.
-/// `git show 30bc556:charts/podscaler/crds/scaling.example.com_podscalers.yaml > /tmp/old.yaml`.
-const CRD_OVERRIDE: &str = "PODSCALER_E2E_CRD";
-
 async fn setup(cluster: Arc<Cluster>) -> anyhow::Result<()> {
-    let Some(manifest) = std::env::var_os(CRD_OVERRIDE) else {
-        return product::install_crd(&cluster.client()).await;
-    };
-    let manifest = manifest.to_string_lossy().into_owned();
-    let kubectl = Kubectl::new(cluster.kubeconfig());
-    // Server-side, as install_crd applies: the CRD is too large for client-side apply.
-    kubectl
-        .run(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &manifest,
-        ])
-        .await
-        .with_context(|| format!("applying the CRD in {CRD_OVERRIDE}={manifest}"))?;
-    kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/podscalers.scaling.example.com",
-        ])
-        .await
-        .map(drop)
+    product::install_crd_or_override(&cluster).await
 }
 
 /// Every row answered by the schema and CEL rules alone as the table says.

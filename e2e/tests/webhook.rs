@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use e2e::kubectl::Kubectl;
 use e2e::observe;
 use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::suite::{self, Env, Scenario};
@@ -48,32 +47,8 @@ fn main() -> ExitCode {
     })
 }
 
-/// Environment variable naming a CRD manifest to install instead of the library's: an older
-/// commit's (`git show 30bc556:charts/podscaler/crds/scaling.example.com_podscalers.yaml`),
-/// to see a scenario fail without the fix it tests, or pass on the webhook alone without the
-/// CRD's later rules. With `PODSCALER_E2E_WEBHOOK` it runs an older commit as a whole.
-const CRD_OVERRIDE: &str = "PODSCALER_E2E_CRD";
-
 async fn setup(cluster: Arc<Cluster>) -> anyhow::Result<()> {
-    let Some(manifest) = std::env::var_os(CRD_OVERRIDE) else {
-        return product::install_crd(&cluster.client()).await;
-    };
-    let manifest = manifest.to_string_lossy().into_owned();
-    let kubectl = Kubectl::new(cluster.kubeconfig());
-    // Server-side: the CRD is larger than client-side apply's last-applied annotation allows.
-    kubectl
-        .run(&["apply", "--server-side", "-f", &manifest])
-        .await
-        .with_context(|| format!("{CRD_OVERRIDE}: applying {manifest}"))?;
-    kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/podscalers.scaling.example.com",
-            "--timeout=60s",
-        ])
-        .await
-        .map(drop)
+    product::install_crd_or_override(&cluster).await
 }
 
 /// Starts a webhook for this scenario and has the API server send the namespace's
