@@ -147,13 +147,15 @@ impl Fights {
             .collect()
     }
 
-    /// The fights `key` is in at `now`, for the status.
+    /// The fights `key` is in at `now`, for the status: from the second round against a
+    /// controller (the first may be a plain scale-down; a second shows it replaced the pods).
     pub fn report(&mut self, key: &str, now: Instant) -> Vec<Fight> {
         self.expire(key, now);
         self.fights
             .get(key)
             .into_iter()
             .flatten()
+            .filter(|(_, record)| record.rounds >= 2)
             .map(|(owner, record)| Fight {
                 owner: owner.clone(),
                 holding_until: record
@@ -176,6 +178,19 @@ impl Fights {
             .map(|ends| ends - now)
     }
 
+    /// A pass of `key` found no surplus pod: a controller it was holding off has stopped
+    /// recreating pods (a hold spares surplus pods, and none are left), so that fight is over.
+    /// Between rounds, before a hold, a pass may see no surplus only because the other side
+    /// has not replaced a deleted pod yet; those fights are kept.
+    pub fn settle(&mut self, key: &str, now: Instant) {
+        if let Some(owners) = self.fights.get_mut(key) {
+            owners.retain(|_, record| record.hold.is_none_or(|(ends, _)| now >= ends));
+            if owners.is_empty() {
+                self.fights.remove(key);
+            }
+        }
+    }
+
     /// Forgets `key` (the PodScaler is gone).
     pub fn forget(&mut self, key: &str) {
         self.fights.remove(key);
@@ -192,12 +207,19 @@ impl Fights {
     }
 }
 
+/// `wall + duration`, rounded up to a whole second so the time a message shows is never
+/// before the hold really ends.
 fn whole_seconds_after(wall: Timestamp, duration: Duration) -> Timestamp {
     let seconds = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
     let end = wall
         .checked_add(SignedDuration::from_secs(seconds))
         .unwrap_or(wall);
-    Timestamp::from_second(end.as_second()).unwrap_or(end)
+    let second = if end.subsec_nanosecond() > 0 {
+        end.as_second().saturating_add(1)
+    } else {
+        end.as_second()
+    };
+    Timestamp::from_second(second).unwrap_or(end)
 }
 
 #[cfg(test)]
@@ -230,7 +252,18 @@ mod tests {
         let mut fights = Fights::new(FightPolicy::default());
         let rs = owner("web-1");
         assert_eq!(fights.round("ns/a", &rs, start, wall(0)), None);
+        assert!(
+            fights.report("ns/a", start).is_empty(),
+            "one deletion is no fight yet"
+        );
         assert_eq!(fights.round("ns/a", &rs, start + S, wall(1)), None);
+        assert_eq!(
+            fights.report("ns/a", start + S),
+            [Fight {
+                owner: rs.clone(),
+                holding_until: None
+            }]
+        );
         assert!(fights.spared("ns/a", start + S).is_empty());
         let hold = fights
             .round("ns/a", &rs, start + 2 * S, wall(2))
@@ -267,6 +300,38 @@ mod tests {
         );
         let again = fights.round("ns/a", &rs, after, wall(17)).expect("a hold");
         assert_eq!(again.duration, 30 * S);
+    }
+
+    #[test]
+    fn a_hold_ends_when_no_surplus_is_left() {
+        let start = Instant::now();
+        let mut fights = Fights::new(FightPolicy::default());
+        let (held, fighting) = (owner("held"), owner("fighting"));
+        for n in 0..3 {
+            fights.round("ns/a", &held, start + n * S, wall(0));
+        }
+        fights.round("ns/a", &fighting, start, wall(0));
+        fights.round("ns/a", &fighting, start + S, wall(0));
+        fights.settle("ns/a", start + 4 * S);
+        assert!(fights.spared("ns/a", start + 4 * S).is_empty());
+        assert_eq!(
+            fights.report("ns/a", start + 4 * S),
+            [Fight {
+                owner: fighting,
+                holding_until: None
+            }],
+            "a fight between rounds is kept: its pod may not be replaced yet"
+        );
+    }
+
+    #[test]
+    fn a_holds_end_is_shown_rounded_up() {
+        let at = Timestamp::from_second(1_700_000_000)
+            .expect("valid timestamp")
+            .checked_add(SignedDuration::from_millis(200))
+            .expect("valid timestamp");
+        assert_eq!(whole_seconds_after(at, 15 * S), wall(16));
+        assert_eq!(whole_seconds_after(wall(0), 15 * S), wall(15));
     }
 
     #[test]
