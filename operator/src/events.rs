@@ -231,24 +231,29 @@ impl Correlator {
         }
     }
 
-    /// Forgets every series of `object` (it is gone).
-    pub fn forget(&mut self, object: &str) {
-        let prefix = format!("{object}\u{0}");
-        self.similar.retain(|key, _| !key.starts_with(&prefix));
-        self.series.retain(|key, _| !key.starts_with(&prefix));
-        self.budgets.retain(|key, _| !key.starts_with(&prefix));
+    /// Forgets every series of the objects whose key starts with `prefix` (they are gone).
+    pub fn forget(&mut self, prefix: &str) {
+        self.similar.retain(|key, _| !key.starts_with(prefix));
+        self.series.retain(|key, _| !key.starts_with(prefix));
+        self.budgets.retain(|key, _| !key.starts_with(prefix));
     }
 
-    /// Keeps the caches bounded: past `max_series`, series quiet for the similar window go.
+    /// Keeps the caches bounded: past `max_series` series, those quiet for the similar window
+    /// go, with their similar-message sets and the budgets that have refilled completely (a
+    /// fresh bucket is the same).
     fn forget_quiet(&mut self, now: Instant) {
-        if self.series.len() < self.config.max_series {
+        if self.series.len() < self.config.max_series && self.budgets.len() < self.config.max_series
+        {
             return;
         }
         let window = self.config.similar_window;
+        let refilled = self.config.refill_every.saturating_mul(self.config.burst);
         self.series
             .retain(|_, recorded| now.saturating_duration_since(recorded.seen) <= window);
         self.similar
             .retain(|_, similar| now.saturating_duration_since(similar.last) <= window);
+        self.budgets
+            .retain(|_, bucket| now.saturating_duration_since(bucket.refilled) < refilled);
     }
 }
 
@@ -313,12 +318,13 @@ impl EventRecorder {
         Ok(write)
     }
 
-    /// Forgets the series about `regarding` (the object was deleted).
-    pub fn forget(&self, regarding: &ObjectReference) {
+    /// Forgets the series about every object `kind` `namespace/name` (it was deleted; its
+    /// uid is no longer known).
+    pub fn forget_object(&self, kind: &str, namespace: &str, name: &str) {
         self.correlator
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .forget(&object_key(regarding));
+            .forget(&format!("{kind}/{namespace}/{name}/"));
     }
 
     async fn create(
@@ -513,7 +519,7 @@ mod tests {
             panic!("expected an update, got {refilled:?}");
         };
         assert_eq!(series.count, 31);
-        correlator.forget("ns/web");
+        correlator.forget("ns/web\u{0}");
         assert!(matches!(
             correlator.observe(
                 "ns/web",

@@ -137,6 +137,8 @@ impl Context {
         lock(&self.backoff).reset(&key);
         lock(&self.fights).forget(&key);
         lock(&self.own_status_versions).remove(&key);
+        self.recorder
+            .forget_object(PodScaler::kind(&()).as_ref(), namespace, name);
         self.metrics.remove_scaler(namespace, name);
     }
 
@@ -205,7 +207,6 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     if scaler.meta().deletion_timestamp.is_some() {
         // Garbage collection removes the pods through their owner references.
         ctx.forget(&namespace, &name);
-        ctx.recorder.forget(&scaler.object_ref(&()));
         return Ok(Action::await_change());
     }
 
@@ -235,6 +236,9 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
         })
         .map(|pod| PodFacts::from_pod(pod, &scaler_uid))
         .collect();
+    if pods.len() <= usize::try_from(scaler.spec.count).unwrap_or(0) {
+        lock(&ctx.fights).settle(&key, now);
+    }
     let progress = match check {
         Check::Pending {
             creations,
@@ -271,16 +275,17 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     let status = status::compute(previous, &observation, Timestamp::now());
     ctx.metrics
         .set_scaler(&namespace, &name, scaler.spec.count, &status);
-    if let Some((reason, note)) = status::contention_news(previous, &status) {
-        publish(ctx, scaler, WARNING, &reason, "Reconcile", note).await;
-    }
     if previous != Some(&status) {
-        write_status(ctx, &namespace, &name, &status)
+        write_status(ctx, scaler, &namespace, &name, &status)
             .await
             .map_err(|source| Error::WriteStatus {
                 key: key.clone(),
                 source,
             })?;
+    }
+    // After the write: a failed write is retried, and would publish the news again.
+    if let Some((reason, note)) = status::contention_news(previous, &status) {
+        publish(ctx, scaler, WARNING, &reason, "Reconcile", note).await;
     }
 
     if let Progress::Acted {
@@ -292,7 +297,11 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
             message: failure.message,
         });
     }
-    lock(&ctx.backoff).reset(&key);
+    // Only a pass that acted without a refusal, or found nothing to do, is a success: one
+    // that waited for the cache says nothing about whether the calls would work now.
+    if matches!(progress, Progress::Acted { failure: None } | Progress::Idle) {
+        lock(&ctx.backoff).reset(&key);
+    }
     // Look again when a hold on a fight ends, if that comes before the resync.
     let next_hold_end = lock(&ctx.fights).next_hold_end(&key, Instant::now());
     let requeue = next_hold_end.map_or(ctx.settings.requeue_after, |end| {
@@ -551,6 +560,7 @@ pub fn new_pod(scaler: &PodScaler, namespace: &str) -> Pod {
 
 async fn write_status(
     ctx: &Context,
+    scaler: &PodScaler,
     namespace: &str,
     name: &str,
     status: &PodScalerStatus,
@@ -560,7 +570,12 @@ async fn write_status(
     let written = api
         .patch_status(name, &PatchParams::default(), &patch)
         .await?;
-    if let Some(version) = written.metadata.resource_version {
+    // Only when the object is still the generation this pass computed from: a patch that
+    // changed nothing returns the object's current version, which may be a spec change
+    // someone made meanwhile (`kubectl scale`), and that change must wake a pass.
+    if written.metadata.generation == scaler.metadata.generation
+        && let Some(version) = written.metadata.resource_version
+    {
         lock(&ctx.own_status_versions).insert(format!("{namespace}/{name}"), version);
     }
     Ok(())
