@@ -100,7 +100,8 @@ impl FailureBackoff {
     }
 
     /// Failed passes of `key` since its last success.
-    pub fn failures(&self, key: &str) -> u32 {
+    #[cfg(test)]
+    fn failures(&self, key: &str) -> u32 {
         self.failures.get(key).map_or(0, |failed| failed.count)
     }
 }

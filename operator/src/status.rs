@@ -275,7 +275,7 @@ fn failure_condition(observed: &Observation<'_>, previous: &[Condition], replica
                 true,
                 reason,
                 format!(
-                    "{verb} pods is refused: {}; retrying with backoff",
+                    "{verb} pods failed: {}; retrying with backoff",
                     failure.message
                 ),
             )
@@ -575,7 +575,7 @@ mod tests {
         );
         assert_eq!(
             failure.message,
-            format!("creating pods is refused: {quota}; retrying with backoff")
+            format!("creating pods failed: {quota}; retrying with backoff")
         );
 
         let held = compute(
