@@ -1,5 +1,5 @@
 //! The delay before restarting a failed watch: 200 ms doubling to a 4 s cap, each delay
-//! jittered down to as little as half, and reset once a complete list has succeeded.
+//! jittered down to as little as half, and reset once the watch has delivered a change.
 //!
 //! Why not kube's `default_backoff()`: its client-go reflector parameters (800 ms doubling to
 //! 30 s, reset only after 120 s without an error) kept the operator blind for 47.9 s after a
@@ -11,7 +11,8 @@
 //! Why not `StreamBackoff` with a backon builder (what kube uses inside): it resets on every
 //! `Ok` item, and a fresh watcher's first item, `Event::Init`, is yielded *before* its list
 //! request is sent, so the delay would never grow past the first step. The reset must wait
-//! for `InitDone`; [`WatchBackoff`] leaves that call to its user. It is small enough that
+//! for the watch to work (see [`super::relisting`]); [`WatchBackoff`] leaves that call to its
+//! user. It is small enough that
 //! owning it (deterministic, testable with the jitter injected) beats adding a dependency.
 
 use std::hash::{BuildHasher, Hasher};

@@ -21,9 +21,11 @@ use super::backoff::WatchBackoff;
 
 /// Watches `api` like `watcher(api, config)`, but after each error (yielded, so its user can
 /// react at once) it drops that watcher, waits for the backoff and starts a fresh one. The
-/// backoff resets when a list completes (`InitDone`), not on the first `Ok` item: a fresh
-/// watcher yields `Init` before its list request is even sent. `resource` names the watch in
-/// logs.
+/// backoff resets when the watch itself has delivered a change, not on the first `Ok` item (a
+/// fresh watcher yields `Init` before its list request is even sent) nor at `InitDone`: a
+/// server that lists but refuses the watch (429 under load, a proxy cutting long requests)
+/// would otherwise get a full list at the first delay, forever. On an idle cluster the delay
+/// stays where the last failure left it, at most the cap. `resource` names the watch in logs.
 pub fn relisting_watcher<K>(
     resource: &'static str,
     api: Api<K>,
@@ -74,7 +76,7 @@ where
                 .get_or_insert_with(|| watcher(self.api.clone(), self.config.clone()).boxed());
             match current.next().await {
                 Some(Ok(event)) => {
-                    if matches!(event, watcher::Event::InitDone) {
+                    if matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
                         self.backoff.reset();
                     }
                     return Ok(event);
