@@ -317,10 +317,24 @@ fn validate_review(
         Err(error) => return Err(error.into_review_error("object")),
     };
     let old = match request.operation {
-        // The stored object: if it does not decode, the user cannot fix that in this request.
-        Operation::Update => Some(
-            podscaler(raw, "oldObject").map_err(|error| error.into_review_error("oldObject"))?,
-        ),
+        Operation::Update => match podscaler(raw, "oldObject") {
+            Ok(old) => Some(old),
+            // The stored object, written before a rule or a type changed: the user cannot fix
+            // it in this request, and refusing would lock the object (every update, the
+            // removal of a finalizer too, would fail). The new object is judged alone; the
+            // CRD's own rules still compare it with the stored one (the selector's
+            // immutability).
+            Err(ObjectError::Undecodable(error)) => {
+                tracing::warn!(
+                    name = %request.name,
+                    namespace = ?request.namespace,
+                    error = %error,
+                    "the stored PodScaler does not decode; judging the update on its new object alone"
+                );
+                None
+            }
+            Err(error) => return Err(error.into_review_error("oldObject")),
+        },
         _ => None,
     };
     validate(allowed, request, &object, old.as_ref(), index, settings)

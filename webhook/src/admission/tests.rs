@@ -829,30 +829,37 @@ fn undecodable_objects_pass_mutation_unpatched_and_validation_names_the_field() 
 }
 
 #[test]
-fn an_undecodable_old_object_is_a_bad_request_naming_the_field() {
-    let body = review(
+fn an_undecodable_old_object_does_not_lock_the_object() {
+    let stored = Some(scaler(
+        "example",
+        json!({"count": "one", "selector": {"app": "a"}}),
+    ));
+    let valid = review(
         "UPDATE",
         Some(scaler(
             "example",
             json!({"count": 1, "selector": {"app": "a"}}),
         )),
-        Some(scaler(
-            "example",
-            json!({"count": "one", "selector": {"app": "a"}}),
-        )),
+        stored.clone(),
         false,
     );
-    let (_, review) = call(Webhook::Validate, &body, &empty());
-    assert_eq!(review["response"]["status"]["code"], 400);
-    let message = review["response"]["status"]["message"]
-        .as_str()
-        .expect("message");
-    assert!(
-        message.contains(
-            "AdmissionReview.request.oldObject is not a valid PodScaler: spec.count: invalid type"
-        ),
-        "{message}"
+    let (_, review_of_valid) = call(Webhook::Validate, &valid, &empty());
+    assert_eq!(
+        review_of_valid["response"]["allowed"], true,
+        "a valid new object is admitted: {review_of_valid}"
     );
+    let invalid = review(
+        "UPDATE",
+        Some(scaler(
+            "example",
+            json!({"count": -1, "selector": {"app": "a"}}),
+        )),
+        stored,
+        false,
+    );
+    let (_, review_of_invalid) = call(Webhook::Validate, &invalid, &empty());
+    assert_eq!(review_of_invalid["response"]["allowed"], false);
+    assert_eq!(review_of_invalid["response"]["status"]["code"], 422);
 }
 
 #[test]
