@@ -178,13 +178,15 @@ impl Fights {
             .map(|ends| ends - now)
     }
 
-    /// A pass of `key` found no surplus pod: a controller it was holding off has stopped
-    /// recreating pods (a hold spares surplus pods, and none are left), so that fight is over.
-    /// Between rounds, before a hold, a pass may see no surplus only because the other side
-    /// has not replaced a deleted pod yet; those fights are kept.
-    pub fn settle(&mut self, key: &str, now: Instant) {
+    /// Ends the fights of `key` that are being held off against a controller none of whose
+    /// pods match any more (its Deployment was deleted or scaled to zero): it stopped. A dip
+    /// in the surplus is no such sign: right after the deletion that started a hold, the other
+    /// side has simply not replaced the pod yet.
+    pub fn settle(&mut self, key: &str, present: &BTreeSet<OwnerName>, now: Instant) {
         if let Some(owners) = self.fights.get_mut(key) {
-            owners.retain(|_, record| record.hold.is_none_or(|(ends, _)| now >= ends));
+            owners.retain(|owner, record| {
+                present.contains(owner) || record.hold.is_none_or(|(ends, _)| now >= ends)
+            });
             if owners.is_empty() {
                 self.fights.remove(key);
             }
@@ -303,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_ends_when_no_surplus_is_left() {
+    fn a_hold_ends_when_the_controller_has_no_pods_left() {
         let start = Instant::now();
         let mut fights = Fights::new(FightPolicy::default());
         let (held, fighting) = (owner("held"), owner("fighting"));
@@ -312,7 +314,14 @@ mod tests {
         }
         fights.round("ns/a", &fighting, start, wall(0));
         fights.round("ns/a", &fighting, start + S, wall(0));
-        fights.settle("ns/a", start + 4 * S);
+        let still_there = BTreeSet::from([held.clone(), fighting.clone()]);
+        fights.settle("ns/a", &still_there, start + 4 * S);
+        assert_eq!(
+            fights.spared("ns/a", start + 4 * S),
+            BTreeSet::from([held.clone()]),
+            "a controller whose pods still match is still held off"
+        );
+        fights.settle("ns/a", &BTreeSet::from([fighting.clone()]), start + 4 * S);
         assert!(fights.spared("ns/a", start + 4 * S).is_empty());
         assert_eq!(
             fights.report("ns/a", start + 4 * S),

@@ -236,9 +236,8 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
         })
         .map(|pod| PodFacts::from_pod(pod, &scaler_uid))
         .collect();
-    if pods.len() <= usize::try_from(scaler.spec.count).unwrap_or(0) {
-        lock(&ctx.fights).settle(&key, now);
-    }
+    let present: BTreeSet<OwnerName> = plan::foreign_controllers(&pods).into_keys().collect();
+    lock(&ctx.fights).settle(&key, &present, now);
     let progress = match check {
         Check::Pending {
             creations,
