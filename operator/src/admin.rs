@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+use crate::exposition;
 
 /// A `--*-bind-address` value as kubebuilder users write it: `:8080` (every interface),
 /// `127.0.0.1:8080`, `[::1]:8080`, or `0` to turn the server off.
@@ -145,7 +145,8 @@ impl ReadinessPart {
 /// What an admin server answers.
 #[derive(Clone)]
 pub enum Endpoints {
-    /// `GET /metrics`: the registry in OpenMetrics text format.
+    /// `GET /metrics`: the registry, in the format the `Accept` header asks for
+    /// ([`exposition::Format::negotiate`]).
     Metrics(Arc<Registry>),
     /// `GET /healthz` (always 200 while the process serves) and `GET /readyz`.
     Health(Readiness),
@@ -184,7 +185,7 @@ pub fn spawn(
             };
             let endpoints = endpoints.clone();
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&endpoints, request.method(), request.uri().path());
+                let response = respond(&endpoints, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -200,16 +201,21 @@ pub fn spawn(
     })
 }
 
-fn respond(endpoints: &Endpoints, method: &Method, path: &str) -> Response<Full<Bytes>> {
+fn respond<B>(endpoints: &Endpoints, request: &Request<B>) -> Response<Full<Bytes>> {
+    let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
     }
-    match (endpoints, path) {
+    match (endpoints, request.uri().path()) {
         (Endpoints::Metrics(registry), "/metrics") => {
-            let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) => Response::builder()
-                    .header(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)
+            let accept = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok());
+            let format = exposition::Format::negotiate(accept);
+            match exposition::encode(registry, format) {
+                Ok(body) => Response::builder()
+                    .header(header::CONTENT_TYPE, format.content_type())
                     .body(Full::new(Bytes::from(body)))
                     .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "")),
                 Err(err) => plain(
@@ -273,29 +279,37 @@ mod tests {
         }
     }
 
+    fn request(method: Method, path: &str, accept: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(accept) = accept {
+            builder = builder.header(header::ACCEPT, accept);
+        }
+        builder.body(()).expect("a valid request")
+    }
+
     #[test]
     fn health_endpoints_follow_readiness() {
         let readiness = Readiness::default();
         let health = Endpoints::Health(readiness.clone());
         assert_eq!(
-            respond(&health, &Method::GET, "/healthz").status(),
+            respond(&health, &request(Method::GET, "/healthz", None)).status(),
             StatusCode::OK
         );
         assert_eq!(
-            respond(&health, &Method::GET, "/readyz").status(),
+            respond(&health, &request(Method::GET, "/readyz", None)).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         readiness.set_ready();
         assert_eq!(
-            respond(&health, &Method::GET, "/readyz").status(),
+            respond(&health, &request(Method::GET, "/readyz", None)).status(),
             StatusCode::OK
         );
         assert_eq!(
-            respond(&health, &Method::GET, "/metrics").status(),
+            respond(&health, &request(Method::GET, "/metrics", None)).status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            respond(&health, &Method::POST, "/healthz").status(),
+            respond(&health, &request(Method::POST, "/healthz", None)).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
     }
@@ -307,7 +321,7 @@ mod tests {
         let scalers = readiness.part("podscaler cache");
         let health = Endpoints::Health(readiness.clone());
         let readyz = || {
-            let response = respond(&health, &Method::GET, "/readyz");
+            let response = respond(&health, &request(Method::GET, "/readyz", None));
             let status = response.status();
             let body =
                 futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
@@ -347,7 +361,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metrics_endpoint_encodes_the_registry() {
+    async fn metrics_endpoint_answers_in_the_format_asked_for() {
         use http_body_util::BodyExt;
 
         let mut registry = Registry::default();
@@ -355,22 +369,37 @@ mod tests {
         registry.register("demo_requests", "Demo requests", counter.clone());
         counter.inc();
         let metrics = Endpoints::Metrics(Arc::new(registry));
-        let response = respond(&metrics, &Method::GET, "/metrics");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.as_bytes()),
-            Some(OPENMETRICS_CONTENT_TYPE.as_bytes())
-        );
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8(body.to_vec()).expect("utf-8");
-        assert!(text.contains("demo_requests_total 1\n"), "{text}");
+        for (accept, content_type, family) in [
+            (
+                None,
+                "text/plain; version=0.0.4; charset=utf-8",
+                "# TYPE demo_requests_total counter\n",
+            ),
+            (
+                Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                "# TYPE demo_requests counter\n",
+            ),
+        ] {
+            let response = respond(&metrics, &request(Method::GET, "/metrics", accept));
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes()),
+                Some(content_type.as_bytes()),
+                "Accept: {accept:?}"
+            );
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            let text = String::from_utf8(body.to_vec()).expect("utf-8");
+            assert!(text.contains("demo_requests_total 1\n"), "{text}");
+            assert!(text.contains(family), "Accept: {accept:?}\n{text}");
+        }
     }
 }

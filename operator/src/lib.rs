@@ -15,6 +15,7 @@ pub mod controller;
 pub mod crd;
 pub mod events;
 pub mod expectations;
+pub mod exposition;
 pub mod metrics;
 pub mod plan;
 pub mod process_metrics;
