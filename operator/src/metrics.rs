@@ -316,6 +316,12 @@ mod tests {
             )
         );
         assert!(text.contains("controller_runtime_reconcile_time_seconds_bucket{le=\"60.0\",controller=\"podscaler\"} 0\n"));
+        // prometheus-client ends every registered help text with a period of its own.
+        let doubled: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("# HELP ") && line.ends_with(".."))
+            .collect();
+        assert!(doubled.is_empty(), "{doubled:?}");
     }
 
     #[test]

@@ -100,12 +100,12 @@ impl Metrics {
         };
         registry.register(
             "controller_runtime_webhook_requests",
-            "Total number of admission requests by HTTP status code.",
+            "Total number of admission requests by HTTP status code",
             metrics.requests.clone(),
         );
         registry.register(
             "controller_runtime_webhook_requests_in_flight",
-            "Current number of admission requests being served.",
+            "Current number of admission requests being served",
             metrics.in_flight.clone(),
         );
         registry.register(
@@ -115,17 +115,17 @@ impl Metrics {
         );
         registry.register(
             "podscaler_admission_decisions",
-            "Admission reviews answered, by webhook, operation and whether they were allowed.",
+            "Admission reviews answered, by webhook, operation and whether they were allowed",
             metrics.decisions.clone(),
         );
         registry.register(
             "podscaler_webhook_connection_errors",
-            "Connections to the webhook server that ended without a request, by reason.",
+            "Connections to the webhook server that ended without a request, by reason",
             metrics.connection_errors.clone(),
         );
         registry.register(
             "podscaler_webhook_certificate_reloads",
-            "Serving certificate reloads after the files changed, by result (success, error).",
+            "Serving certificate reloads after the files changed, by result (success, error)",
             metrics.certificate_reloads.clone(),
         );
         for webhook in webhooks {
@@ -253,5 +253,11 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+        // prometheus-client ends every registered help text with a period of its own.
+        let doubled: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("# HELP ") && line.ends_with(".."))
+            .collect();
+        assert!(doubled.is_empty(), "{doubled:?}");
     }
 }
