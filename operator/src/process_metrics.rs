@@ -1,20 +1,18 @@
 //! Process metrics under the names every Prometheus client library uses (and Go operators
 //! expose by default): `process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //! `process_virtual_memory_bytes`, `process_start_time_seconds`, `process_open_fds`,
-//! `process_max_fds`. Read from `/proc` at each scrape; a value that cannot be read is left out
-//! rather than failing the scrape.
+//! `process_max_fds`. Read from `/proc` at each scrape (by the `procfs` crate, with the clock
+//! tick rate and page size from `sysconf`, as client_golang's collector does); a value that
+//! cannot be read is left out rather than failing the scrape.
 
 use std::fmt;
 
+use procfs::process::{LimitValue, Process};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-
-/// Clock ticks per second of the times in `/proc/<pid>/stat` (the kernel's `USER_HZ`, 100 on
-/// every architecture Kubernetes runs on; Prometheus' Go `procfs` hard-codes it too).
-const USER_HZ: f64 = 100.0;
 
 /// Adds the process metrics of this process to `registry`.
 pub fn register(registry: &mut Registry) {
@@ -94,123 +92,37 @@ struct ProcessSample {
 
 impl ProcessSample {
     fn read() -> Self {
-        let text = |path: &str| std::fs::read_to_string(path).ok();
-        let stat = text("/proc/self/stat").and_then(|stat| parse_stat(&stat));
-        let status = text("/proc/self/status");
-        let boot_time = text("/proc/stat").and_then(|stat| parse_boot_time(&stat));
+        let Ok(process) = Process::myself() else {
+            return Self::default();
+        };
+        let ticks_per_second = procfs::ticks_per_second() as f64;
+        let stat = process.stat().ok();
+        let boot_time = procfs::boot_time_secs().ok();
         Self {
-            cpu_seconds: stat.as_ref().map(|stat| stat.cpu_ticks as f64 / USER_HZ),
-            resident_bytes: status.as_deref().and_then(|s| status_kib(s, "VmRSS")),
-            virtual_bytes: status.as_deref().and_then(|s| status_kib(s, "VmSize")),
+            cpu_seconds: stat
+                .as_ref()
+                .map(|stat| (stat.utime + stat.stime) as f64 / ticks_per_second),
+            resident_bytes: stat
+                .as_ref()
+                .and_then(|stat| stat.rss.checked_mul(procfs::page_size())),
+            virtual_bytes: stat.as_ref().map(|stat| stat.vsize),
             start_time_seconds: stat
                 .zip(boot_time)
-                .map(|(stat, boot)| boot as f64 + stat.start_ticks as f64 / USER_HZ),
-            open_fds: std::fs::read_dir("/proc/self/fd")
-                .ok()
-                .map(|entries| entries.count() as u64),
-            max_fds: text("/proc/self/limits").and_then(|limits| parse_max_open_files(&limits)),
+                .map(|(stat, boot)| boot as f64 + stat.starttime as f64 / ticks_per_second),
+            open_fds: process.fd_count().ok().map(|count| count as u64),
+            max_fds: process.limits().ok().and_then(|limits| {
+                match limits.max_open_files.soft_limit {
+                    LimitValue::Value(limit) => Some(limit),
+                    LimitValue::Unlimited => None,
+                }
+            }),
         }
     }
-}
-
-/// The fields of `/proc/<pid>/stat` used here.
-#[derive(Debug, PartialEq)]
-struct Stat {
-    /// utime + stime, in `USER_HZ` ticks.
-    cpu_ticks: u64,
-    /// Start time after boot, in `USER_HZ` ticks.
-    start_ticks: u64,
-}
-
-/// Parses `/proc/<pid>/stat` (proc(5)): `pid (comm) state ...`, where comm may contain spaces and
-/// parentheses, so fields are counted after the last `)`.
-fn parse_stat(stat: &str) -> Option<Stat> {
-    let after_comm = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 (utime), 15 (stime) and 22 (starttime); `state` (field 3) is fields[0].
-    let field = |number: usize| fields.get(number - 3)?.parse::<u64>().ok();
-    Some(Stat {
-        cpu_ticks: field(14)? + field(15)?,
-        start_ticks: field(22)?,
-    })
-}
-
-/// `btime` of `/proc/stat`: boot time, in seconds since the epoch.
-fn parse_boot_time(stat: &str) -> Option<u64> {
-    stat.lines()
-        .find_map(|line| line.strip_prefix("btime "))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-/// A `kB` line of `/proc/<pid>/status` (`VmRSS:   15764 kB`), in bytes.
-fn status_kib(status: &str, key: &str) -> Option<u64> {
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))?;
-    let kib: u64 = line.split_whitespace().next()?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// The soft limit on open files from `/proc/<pid>/limits` (None when unlimited).
-fn parse_max_open_files(limits: &str) -> Option<u64> {
-    let line = limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))?;
-    line.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_are_counted_after_the_command_name() {
-        let cases = [
-            (
-                "1234 (podscaler-oper) S 1 1234 1234 0 -1 4194560 900 0 0 0 150 25 0 0 20 0 3 0 \
-                 4242 123456 3941 18446744073709551615",
-                Some(Stat {
-                    cpu_ticks: 175,
-                    start_ticks: 4242,
-                }),
-            ),
-            // A command name with spaces and parentheses.
-            (
-                "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 99 0 0",
-                Some(Stat {
-                    cpu_ticks: 7,
-                    start_ticks: 99,
-                }),
-            ),
-            ("7 (truncated) R 1 7", None),
-            ("no parenthesis at all", None),
-            ("7 (x) R 1 7 7 0 -1 0 0 0 0 0 abc 4 0 0 20 0 1 0 99", None),
-        ];
-        for (stat, want) in cases {
-            assert_eq!(parse_stat(stat), want, "{stat}");
-        }
-    }
-
-    #[test]
-    fn boot_time_status_lines_and_limits_are_read() {
-        assert_eq!(
-            parse_boot_time("cpu  1 2 3\nintr 5\nbtime 1763884800\nprocesses 9\n"),
-            Some(1_763_884_800)
-        );
-        assert_eq!(parse_boot_time("cpu 1 2 3\n"), None);
-
-        let status = "Name:\tpodscaler\nVmSize:\t  694304 kB\nVmRSS:\t   15764 kB\n";
-        assert_eq!(status_kib(status, "VmRSS"), Some(15764 * 1024));
-        assert_eq!(status_kib(status, "VmSize"), Some(694_304 * 1024));
-        assert_eq!(status_kib(status, "VmSwap"), None);
-
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-                      Max open files            1048576              1048576              files\n";
-        assert_eq!(parse_max_open_files(limits), Some(1_048_576));
-        let unlimited =
-            "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_max_open_files(unlimited), None);
-    }
 
     #[test]
     fn a_scrape_exposes_this_process() {
