@@ -1,5 +1,7 @@
 //! Logging set-up shared by both binaries: `--log-format json|text` and `--log-level`.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -26,12 +28,14 @@ pub struct LogArgs {
     pub log_level: String,
 }
 
-/// Installs the global tracing subscriber. Logs go to stderr.
+/// Installs the global tracing subscriber. Logs go to stderr, coloured only when stderr is a
+/// terminal: a log file or a collector must not get ANSI escape codes.
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?} is not a valid filter", args.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match args.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
