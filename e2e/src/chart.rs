@@ -54,6 +54,43 @@ impl Helm {
     }
 }
 
+/// What `promtool check metrics` made of a page.
+#[derive(Debug)]
+pub struct Lint {
+    /// It exited 0: the page parses and no lint rule fired.
+    pub success: bool,
+    /// What it printed (the problems found).
+    pub output: String,
+}
+
+/// Runs `promtool check metrics` (the pinned build at `promtool`) on a text-format page.
+pub async fn promtool_check_metrics(promtool: &Path, page: &str) -> anyhow::Result<Lint> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("running {}", promtool.display()))?;
+    let mut stdin = child.stdin.take().context("promtool's stdin")?;
+    stdin.write_all(page.as_bytes()).await?;
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .await
+        .context("waiting for promtool")?;
+    Ok(Lint {
+        success: output.status.success(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    })
+}
+
 /// The cached directory of cert-manager and Prometheus Operator CRDs (`third-party-crds.sh`
 /// builds it from their Go modules on first use).
 pub fn third_party_crds() -> anyhow::Result<PathBuf> {

@@ -5,12 +5,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET http://127.0.0.1:<port><path>` over HTTP/1.0; returns the status code and the body.
 pub async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = get_with(port, path, &[]).await?;
+    Ok((response.code, response.body))
+}
+
+/// An answer to [`get_with`].
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub code: u16,
+    /// The `Content-Type` header, when there is one.
+    pub content_type: Option<String>,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// `GET http://127.0.0.1:<port><path>` over HTTP/1.0 with extra request `headers`.
+pub async fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await?;
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
     let (head, body) = response
@@ -21,5 +41,14 @@ pub async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .with_context(|| format!("no status line in {head:?}"))?;
-    Ok((code, body.to_owned()))
+    let content_type = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-type")
+            .then(|| value.trim().to_owned())
+    });
+    Ok(Response {
+        code,
+        content_type,
+        body: body.to_owned(),
+    })
 }

@@ -230,6 +230,11 @@ impl Webhook {
         Ok(leaf.to_vec())
     }
 
+    /// The port of `/metrics` on 127.0.0.1.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
     /// The `/metrics` page.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         let (code, body) = local_http::get(self.metrics_port, "/metrics").await?;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use e2e::binaries::ControlPlane;
 use e2e::chart::{self, Helm};
+use e2e::local_http;
 use e2e::observe;
 use e2e::product::{self, Operator};
 use e2e::suite::{self, Env, Scenario};
@@ -30,6 +32,9 @@ fn main() -> ExitCode {
         }),
         ("c02_helm_install_then_uninstall", |env| {
             Box::pin(helm_install_then_uninstall(env))
+        }),
+        ("c03_metrics_pass_promtool_in_both_formats", |env| {
+            Box::pin(metrics_pass_promtool_in_both_formats(env))
         }),
     ];
     suite::main_serial(scenarios, Options::default(), |cluster| {
@@ -90,22 +95,7 @@ async fn alerts_and_dashboard_query_exposed_metrics(env: Env) -> anyhow::Result<
         expressions.len()
     );
 
-    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
-    let webhook = Webhook::start(&env.cluster, &env.namespace, &[]).await?;
-    webhook
-        .admit_namespace(&env.cluster, &env.namespace)
-        .await?;
-    // A PodScaler admitted by the webhook and converged by the operator: both binaries have
-    // served and reconciled, so their per-request and per-PodScaler series exist.
-    let manifest = "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: web\nspec:\n  count: 2\n  selector:\n    app: web\n";
-    env.apply(manifest).await?;
-    wait::until("the PodScaler's pods", CONVERGE, || async {
-        let pods = observe::active_pods(&env.client(), &env.namespace, "app=web").await?;
-        anyhow::ensure!(pods.len() == 2, "{} pods", pods.len());
-        Ok(())
-    })
-    .await?;
-
+    let (operator, webhook) = binaries_that_have_worked(&env).await?;
     let mut exposed: BTreeSet<String> = chart::exposed_names(&operator.metrics().await?);
     exposed.extend(chart::exposed_names(&webhook.metrics().await?));
     exposed.insert("up".to_owned()); // Prometheus' own, per scrape target.
@@ -124,6 +114,84 @@ async fn alerts_and_dashboard_query_exposed_metrics(env: Env) -> anyhow::Result<
         unknown.join("\n")
     );
     Ok(())
+}
+
+/// The operator and the webhook, after the webhook admitted a PodScaler and the operator
+/// converged it: both have served and reconciled, so their per-request and per-PodScaler series
+/// exist.
+async fn binaries_that_have_worked(env: &Env) -> anyhow::Result<(Operator, Webhook)> {
+    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    let webhook = Webhook::start(&env.cluster, &env.namespace, &[]).await?;
+    webhook
+        .admit_namespace(&env.cluster, &env.namespace)
+        .await?;
+    let manifest = "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: web\nspec:\n  count: 2\n  selector:\n    app: web\n";
+    env.apply(manifest).await?;
+    wait::until("the PodScaler's pods", CONVERGE, || async {
+        let pods = observe::active_pods(&env.client(), &env.namespace, "app=web").await?;
+        anyhow::ensure!(pods.len() == 2, "{} pods", pods.len());
+        Ok(())
+    })
+    .await?;
+    Ok((operator, webhook))
+}
+
+/// Both binaries' real `/metrics` pages pass `promtool check metrics` in the text format 0.0.4
+/// (what a scraper that does not ask for OpenMetrics gets), and answer OpenMetrics, with the
+/// same samples, when it is asked for.
+async fn metrics_pass_promtool_in_both_formats(env: Env) -> anyhow::Result<()> {
+    let (operator, webhook) = binaries_that_have_worked(&env).await?;
+    let promtool = ControlPlane::locate()?.path("promtool");
+    for (binary, port) in [
+        ("operator", operator.metrics_port()),
+        ("webhook", webhook.metrics_port()),
+    ] {
+        let text = scrape(port, "text/plain;version=0.0.4").await?;
+        anyhow::ensure!(
+            text.content_type.as_deref() == Some("text/plain; version=0.0.4; charset=utf-8"),
+            "{binary}: asked for 0.0.4, got {:?}",
+            text.content_type
+        );
+        let lint = chart::promtool_check_metrics(&promtool, &text.body).await?;
+        anyhow::ensure!(
+            lint.success,
+            "{binary}: promtool check metrics failed:\n{}\n--- the page:\n{}",
+            lint.output,
+            text.body
+        );
+
+        let openmetrics = scrape(port, "application/openmetrics-text;version=1.0.0").await?;
+        anyhow::ensure!(
+            openmetrics
+                .content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("application/openmetrics-text; version=1.0.0")),
+            "{binary}: asked for OpenMetrics, got {:?}",
+            openmetrics.content_type
+        );
+        anyhow::ensure!(
+            openmetrics.body.ends_with("# EOF\n"),
+            "{binary}: an OpenMetrics page ends with # EOF"
+        );
+        let (in_text, in_openmetrics) = (
+            chart::exposed_names(&text.body),
+            chart::exposed_names(&openmetrics.body),
+        );
+        anyhow::ensure!(
+            in_text == in_openmetrics,
+            "{binary}: the formats expose different samples: only in 0.0.4 {:?}, only in \
+             OpenMetrics {:?}",
+            in_text.difference(&in_openmetrics).collect::<Vec<_>>(),
+            in_openmetrics.difference(&in_text).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+async fn scrape(port: u16, accept: &str) -> anyhow::Result<local_http::Response> {
+    let response = local_http::get_with(port, "/metrics", &[("Accept", accept)]).await?;
+    anyhow::ensure!(response.code == 200, "/metrics answered {}", response.code);
+    Ok(response)
 }
 
 /// `helm install` with every toggle on: every object accepted by the API server, both
