@@ -202,6 +202,18 @@ expect_kinds no-webhook "ServiceAccount=1 ClusterRole=2 ClusterRoleBinding=1 Ser
 	ServiceMonitor=1 PrometheusRule=1"
 expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook ones'
 
+# cert-manager capability check (webhook.tls.certManager.capabilityCheck). Offline, helm's
+# capabilities never include cert-manager: `auto` (above: every render without it) must not
+# refuse; `always` judges --api-versions; `never` and secret mode never refuse. The refusal
+# when helm talks to a cluster without cert-manager is the e2e suite's (e2e/tests/chart.rs).
+render capability-always --set webhook.tls.certManager.capabilityCheck=always --api-versions cert-manager.io/v1/Certificate
+expect_count capability-always 2 '^kind: Certificate$'
+render capability-always-group --set webhook.tls.certManager.capabilityCheck=always --api-versions cert-manager.io/v1
+render capability-never --set webhook.tls.certManager.capabilityCheck=never
+render capability-secret --set webhook.tls.certManager.capabilityCheck=always --set webhook.tls.mode=secret \
+	--set webhook.tls.secret.name=my-tls --set webhook.tls.secret.caBundle=Q0E=
+render capability-no-webhook --set webhook.tls.certManager.capabilityCheck=always --set webhook.enabled=false
+
 render single-webhook --set webhook.replicas=1
 expect_count single-webhook 0 '^kind: PodDisruptionBudget$' 'no PDB that would block drains'
 
@@ -232,6 +244,10 @@ expect_refused "secret mode without a caBundle" "webhook.tls.secret.caBundle" \
 	--set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls
 expect_refused "a PDB that can never be satisfied" "minAvailable" --set webhook.podDisruptionBudget.minAvailable=2
 expect_refused "a Kubernetes older than the chart supports" "kubeVersion" --kube-version 1.32.0
+expect_refused "capabilityCheck=always without cert-manager" \
+	"needs cert-manager.*install cert-manager first.*webhook\.tls\.mode=secret.*capabilityCheck=never" \
+	--set webhook.tls.certManager.capabilityCheck=always
+expect_refused "an unknown capabilityCheck" "capabilityCheck" --set webhook.tls.certManager.capabilityCheck=sometimes
 
 if [ "$failures" -ne 0 ]; then
 	echo "check.sh: $failures of $checks checks failed" >&2
