@@ -169,6 +169,15 @@ expect_count all-on 2 '^ +prometheus.io/scrape: "true"$'
 expect_count all-on 2 '^ +honorLabels: true$'
 expect_count all-on 1 '^ +- --http2$'
 expect_count all-on 8 '^ +- alert: PodScaler' 'alerts'
+expect_count all-on 8 '^ +summary: [^ ]' 'alert summaries'
+expect_count all-on 8 '^ +description: [^ ]' 'alert descriptions'
+expect_count all-on 8 '^ +runbook_url: https://example\.com/podscaler/blob/main/docs/runbooks\.md#podscaler[a-z]+$' \
+	'runbook_url into the repository docs/runbooks.md'
+# The dashboard: a Cluster variable (All by default), and every query filtered by it.
+expect_count all-on 1 '^ +"name": "cluster",$' 'the dashboard Cluster variable'
+expect_count all-on 26 '^ +"expr": ' 'dashboard queries'
+expect_count all-on 26 '^ +"expr": ".*\{cluster=~\\"\$cluster\\",' 'dashboard queries filtered by cluster'
+expect_count all-on 3 '^ +"query": "label_values\([a-z_]+\{cluster=~\\"\$cluster\\",' 'dashboard variables filtered by cluster'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-operator-metrics\$" 'PodMonitor job relabeling (operator)'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-webhook-metrics\$" 'PodMonitor job relabeling (webhook)'
 expect_count all-on 1 '^ +name: prometheus-kube-prometheus-prometheus$' 'metrics-reader binding subject'
@@ -201,6 +210,15 @@ render no-webhook --set webhook.enabled=false --set monitoring.serviceMonitor.en
 expect_kinds no-webhook "ServiceAccount=1 ClusterRole=2 ClusterRoleBinding=1 Service=1 Deployment=1
 	ServiceMonitor=1 PrometheusRule=1"
 expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook ones'
+
+# Renamed cluster label: every matcher and the variable's label_values() follow; nothing else.
+render cluster-label --values "$chart/ci/all-on-values.yaml" --set monitoring.grafanaDashboard.clusterLabel=k8s_cluster
+expect_count cluster-label 26 '^ +"expr": ".*\{k8s_cluster=~\\"\$cluster\\",' 'queries filtered by k8s_cluster'
+expect_count cluster-label 1 '^ +"query": "label_values\(.*\}, k8s_cluster\)",$' 'the Cluster variable lists k8s_cluster'
+expect_count cluster-label 0 '[^_]cluster=~' 'a matcher on the default cluster label'
+render runbooks --set monitoring.prometheusRule.enabled=true \
+	--set monitoring.prometheusRule.runbookBaseURL=https://wiki.example.org/podscaler
+expect_count runbooks 8 '^ +runbook_url: https://wiki\.example\.org/podscaler#podscaler[a-z]+$' 'runbook_url on the given base'
 
 # cert-manager capability check (webhook.tls.certManager.capabilityCheck). Offline, helm's
 # capabilities never include cert-manager: `auto` (above: every render without it) must not
@@ -248,6 +266,29 @@ expect_refused "capabilityCheck=always without cert-manager" \
 	"needs cert-manager.*install cert-manager first.*webhook\.tls\.mode=secret.*capabilityCheck=never" \
 	--set webhook.tls.certManager.capabilityCheck=always
 expect_refused "an unknown capabilityCheck" "capabilityCheck" --set webhook.tls.certManager.capabilityCheck=sometimes
+expect_refused "a cluster label that is no Prometheus label" "clusterLabel" \
+	--set monitoring.grafanaDashboard.clusterLabel=k8s-cluster
+expect_refused "a runbook base that is no URL" "runbookBaseURL" \
+	--set monitoring.prometheusRule.runbookBaseURL=docs/runbooks.md
+
+# --- 5. the repository around the chart -----------------------------------------------------
+# Every alert links to a section of docs/runbooks.md headed by its name.
+for alert in $(grep -oE 'alert: PodScaler[A-Za-z]+' "$tmp/all-on.yaml" | sed 's/^alert: //'); do
+	if grep -qx "## $alert" "$repo/docs/runbooks.md"; then
+		pass
+	else
+		fail "docs/runbooks.md has no section '## $alert'"
+	fi
+done
+# The runbook links are built from Chart.yaml's first source: it must be the repository.
+source=$(sed -n '/^sources:/{n;s/^ *- *//p}' "$chart/Chart.yaml")
+repository=$(sed -n 's/^repository = "\(.*\)"$/\1/p' "$repo/Cargo.toml")
+if [ -n "$source" ] && [ "$source" = "$repository" ]; then
+	pass
+else
+	fail "Chart.yaml's first source ($source) is not Cargo.toml's repository ($repository)"
+fi
+
 
 if [ "$failures" -ne 0 ]; then
 	echo "check.sh: $failures of $checks checks failed" >&2

@@ -211,3 +211,11 @@ defaults, which never include cert-manager, so they say nothing about the target
 {{- define "podscaler.certManagerMissing" -}}
 webhook.tls.mode=certManager needs cert-manager, but the cluster does not serve its API (cert-manager.io/v1 Certificate; offline: not in helm's --api-versions). Either install cert-manager first (https://cert-manager.io/docs/installation/) and retry; or bring your own TLS Secret: --set webhook.tls.mode=secret --set webhook.tls.secret.name=<kubernetes.io/tls Secret in {{ .Release.Namespace }}> --set webhook.tls.secret.caBundle=<base64 PEM of its CA>; or install without the admission webhook: --set webhook.enabled=false. If cert-manager is being installed in the same step, set webhook.tls.certManager.capabilityCheck=never.
 {{- end }}
+
+{{/*
+The project's repository: Chart.yaml's first `sources` entry (check.sh keeps it equal to
+Cargo.toml's workspace `repository`).
+*/}}
+{{- define "podscaler.repository" -}}
+{{- required "Chart.yaml needs a sources entry (the repository URL)" (first (.Chart.Sources | default list)) | trimSuffix "/" }}
+{{- end }}
