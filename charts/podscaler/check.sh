@@ -1,28 +1,50 @@
 #!/usr/bin/env bash
 # Static checks of the podscaler chart: no cluster needed, a few seconds.
 #
-#   charts/podscaler/check.sh               # helm from e2e/controlplane/build.sh (cached v3.19.5)
-#   HELM=/usr/local/bin/helm charts/podscaler/check.sh
+#   charts/podscaler/check.sh                 # helm, helm-docs from e2e/controlplane/build.sh
+#   charts/podscaler/check.sh --write-readme  # regenerate README.md (helm-docs), then check
+#   HELM=/usr/local/bin/helm HELM_DOCS=/usr/local/bin/helm-docs charts/podscaler/check.sh
 #
 # 1. `helm lint --strict` with the default values and with every ci/*-values.yaml.
 # 2. `helm template` with the defaults and with ci/all-on-values.yaml (every toggle on): the exact
 #    number of objects of each kind, and the properties the chart promises (security settings,
-#    webhook rules, CA injection, monitoring labels) counted in the output.
+#    webhook rules, CA injection, monitoring labels, runbook links, the dashboard's cluster
+#    filter) counted in the output.
 # 3. Variants: a watched namespace (Role instead of ClusterRole), bring-your-own TLS Secret,
-#    an external cert-manager issuer, the webhook turned off, extra args.
+#    an external cert-manager issuer, the webhook turned off, extra args, the cert-manager
+#    capability check's modes, renamed cluster label and runbook base.
 # 4. Values the schema or the templates must refuse (typos, bad enums, missing TLS inputs).
+# 5. The repository around the chart: README.md is what helm-docs makes of README.md.gotmpl and
+#    values.yaml, every alert has a section in docs/runbooks.md, Chart.yaml's source is
+#    Cargo.toml's repository.
 # The PrometheusRule expressions and the dashboard queries are checked against the metric names
 # the real binaries expose by the e2e suite (e2e/tests/chart.rs), which also installs the chart.
 #
-# The kube version is passed explicitly: Chart.yaml requires >=1.33, and helm's built-in default
-# (the version of the client libraries it was built with, or 1.20 when built without the
-# Makefile's ldflags) must not decide whether the chart renders.
+# The kube version is passed explicitly to most renders: Chart.yaml requires >=1.33, and what the
+# chart promises should not depend on helm's built-in default. One lint and one render go
+# without --kube-version: that default (the client-go version helm was built with, stamped by
+# build.sh as upstream's Makefile does) must satisfy Chart.yaml, as it does for a user's helm.
 set -euo pipefail
+
+write_readme=false
+case ${1:-} in
+--write-readme) write_readme=true ;;
+"") ;;
+*) echo "usage: $0 [--write-readme]" >&2; exit 2 ;;
+esac
 
 chart=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$chart/../.." && pwd)
-if [ -z "${HELM:-}" ]; then
-	HELM="$("$repo/e2e/controlplane/build.sh")/helm"
+if [ -z "${HELM:-}" ] || [ -z "${HELM_DOCS:-}" ]; then
+	tools=$("$repo/e2e/controlplane/build.sh")
+	HELM=${HELM:-$tools/helm}
+	HELM_DOCS=${HELM_DOCS:-$tools/helm-docs}
+fi
+# helm-docs' options for README.md; the same for --write-readme and for the check.
+helm_docs=("$HELM_DOCS" --chart-search-root "$chart" --sort-values-order file
+	--ignore-non-descriptions --skip-version-footer --log-level warning)
+if $write_readme; then
+	"${helm_docs[@]}"
 fi
 KUBE_VERSION=${KUBE_VERSION:-1.33.0}
 NAMESPACE=podscaler-system
@@ -44,7 +66,14 @@ fail() {
 render() {
 	local name=$1
 	shift
-	if "$HELM" template "$RELEASE" "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+	render_with_default_kube "$name" --kube-version "$KUBE_VERSION" "$@"
+}
+
+# render_with_default_kube NAME [helm args...]: render without forcing the kube version.
+render_with_default_kube() {
+	local name=$1
+	shift
+	if "$HELM" template "$RELEASE" "$chart" --namespace "$NAMESPACE" \
 		"$@" >"$tmp/$name.yaml" 2>"$tmp/$name.err"; then
 		pass
 	else
@@ -94,9 +123,26 @@ expect_refused() {
 
 echo "check.sh: $("$HELM" version --short), kube-version $KUBE_VERSION" >&2
 
+# expect_same WHAT FILE [command...]: the command succeeds and its stdout is FILE's content.
+expect_same() {
+	local what=$1 file=$2
+	shift 2
+	if ! "$@" >"$tmp/same.out" 2>"$tmp/same.err"; then
+		fail "$what: $* failed: $(cat "$tmp/same.err")"
+	elif diff -u "$file" "$tmp/same.out" >"$tmp/same.diff"; then
+		pass
+	else
+		fail "$what (- checked in, + generated):"
+		sed 's/^/  /' "$tmp/same.diff" >&2
+	fi
+}
+
 # --- 1. lint -------------------------------------------------------------------------------
 lint() {
-	if "$HELM" lint --strict "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" "$@" \
+	lint_with_default_kube --kube-version "$KUBE_VERSION" "$@"
+}
+lint_with_default_kube() {
+	if "$HELM" lint --strict "$chart" --namespace "$NAMESPACE" "$@" \
 		>"$tmp/lint.out" 2>&1; then
 		pass
 	else
@@ -108,9 +154,13 @@ lint
 for values in "$chart"/ci/*-values.yaml; do
 	lint --values "$values"
 done
+lint_with_default_kube
 
 # --- 2a. default values --------------------------------------------------------------------
 render default
+# Without --kube-version: helm's built-in default (stamped by build.sh) satisfies kubeVersion.
+render_with_default_kube default-kube
+expect_count default-kube 1 '^kind: ValidatingWebhookConfiguration$'
 expect_kinds default "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
 	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 # Hardening of both Deployments.
@@ -272,6 +322,18 @@ expect_refused "a runbook base that is no URL" "runbookBaseURL" \
 	--set monitoring.prometheusRule.runbookBaseURL=docs/runbooks.md
 
 # --- 5. the repository around the chart -----------------------------------------------------
+# README.md is helm-docs' output (values table from values.yaml's `# --` comments).
+expect_same "README.md is out of date: run charts/podscaler/check.sh --write-readme" \
+	"$chart/README.md" "${helm_docs[@]}" --dry-run
+# helm-docs silently drops a value whose comment it cannot parse (" -- " inside the text):
+# one table row per `# --` comment.
+rows=$(sed -n '/^## Values$/,$p' "$chart/README.md" | grep -c '^| [a-zA-Z]' || true)
+documented=$(grep -c '^ *# -- ' "$chart/values.yaml" || true)
+if [ "$((rows - 1))" -eq "$documented" ]; then
+	pass
+else
+	fail "README.md's values table has $((rows - 1)) rows, values.yaml documents $documented values"
+fi
 # Every alert links to a section of docs/runbooks.md headed by its name.
 for alert in $(grep -oE 'alert: PodScaler[A-Za-z]+' "$tmp/all-on.yaml" | sed 's/^alert: //'); do
 	if grep -qx "## $alert" "$repo/docs/runbooks.md"; then
@@ -288,7 +350,6 @@ if [ -n "$source" ] && [ "$source" = "$repository" ]; then
 else
 	fail "Chart.yaml's first source ($source) is not Cargo.toml's repository ($repository)"
 fi
-
 
 if [ "$failures" -ne 0 ]; then
 	echo "check.sh: $failures of $checks checks failed" >&2
