@@ -1,28 +1,50 @@
 #!/usr/bin/env bash
 # Static checks of the podscaler chart: no cluster needed, a few seconds.
 #
-#   charts/podscaler/check.sh               # helm from e2e/controlplane/build.sh (cached v3.19.5)
-#   HELM=/usr/local/bin/helm charts/podscaler/check.sh
+#   charts/podscaler/check.sh                 # helm, helm-docs from e2e/controlplane/build.sh
+#   charts/podscaler/check.sh --write-readme  # regenerate README.md (helm-docs), then check
+#   HELM=/usr/local/bin/helm HELM_DOCS=/usr/local/bin/helm-docs charts/podscaler/check.sh
 #
 # 1. `helm lint --strict` with the default values and with every ci/*-values.yaml.
 # 2. `helm template` with the defaults and with ci/all-on-values.yaml (every toggle on): the exact
 #    number of objects of each kind, and the properties the chart promises (security settings,
-#    webhook rules, CA injection, monitoring labels) counted in the output.
+#    webhook rules, CA injection, monitoring labels, runbook links, the dashboard's cluster
+#    filter) counted in the output.
 # 3. Variants: a watched namespace (Role instead of ClusterRole), bring-your-own TLS Secret,
-#    an external cert-manager issuer, the webhook turned off, extra args.
+#    an external cert-manager issuer, the webhook turned off, extra args, the cert-manager
+#    capability check's modes, renamed cluster label and runbook base.
 # 4. Values the schema or the templates must refuse (typos, bad enums, missing TLS inputs).
+# 5. The repository around the chart: README.md is what helm-docs makes of README.md.gotmpl and
+#    values.yaml, every alert has a section in docs/runbooks.md, Chart.yaml's source is
+#    Cargo.toml's repository.
 # The PrometheusRule expressions and the dashboard queries are checked against the metric names
 # the real binaries expose by the e2e suite (e2e/tests/chart.rs), which also installs the chart.
 #
-# The kube version is passed explicitly: Chart.yaml requires >=1.33, and helm's built-in default
-# (the version of the client libraries it was built with, or 1.20 when built without the
-# Makefile's ldflags) must not decide whether the chart renders.
+# The kube version is passed explicitly to most renders: Chart.yaml requires >=1.33, and what the
+# chart promises should not depend on helm's built-in default. One lint and one render go
+# without --kube-version: that default (the client-go version helm was built with, stamped by
+# build.sh as upstream's Makefile does) must satisfy Chart.yaml, as it does for a user's helm.
 set -euo pipefail
+
+write_readme=false
+case ${1:-} in
+--write-readme) write_readme=true ;;
+"") ;;
+*) echo "usage: $0 [--write-readme]" >&2; exit 2 ;;
+esac
 
 chart=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$chart/../.." && pwd)
-if [ -z "${HELM:-}" ]; then
-	HELM="$("$repo/e2e/controlplane/build.sh")/helm"
+if [ -z "${HELM:-}" ] || [ -z "${HELM_DOCS:-}" ]; then
+	tools=$("$repo/e2e/controlplane/build.sh")
+	HELM=${HELM:-$tools/helm}
+	HELM_DOCS=${HELM_DOCS:-$tools/helm-docs}
+fi
+# helm-docs' options for README.md; the same for --write-readme and for the check.
+helm_docs=("$HELM_DOCS" --chart-search-root "$chart" --sort-values-order file
+	--ignore-non-descriptions --skip-version-footer --log-level warning)
+if $write_readme; then
+	"${helm_docs[@]}"
 fi
 KUBE_VERSION=${KUBE_VERSION:-1.33.0}
 NAMESPACE=podscaler-system
@@ -44,7 +66,14 @@ fail() {
 render() {
 	local name=$1
 	shift
-	if "$HELM" template "$RELEASE" "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+	render_with_default_kube "$name" --kube-version "$KUBE_VERSION" "$@"
+}
+
+# render_with_default_kube NAME [helm args...]: render without forcing the kube version.
+render_with_default_kube() {
+	local name=$1
+	shift
+	if "$HELM" template "$RELEASE" "$chart" --namespace "$NAMESPACE" \
 		"$@" >"$tmp/$name.yaml" 2>"$tmp/$name.err"; then
 		pass
 	else
@@ -94,9 +123,26 @@ expect_refused() {
 
 echo "check.sh: $("$HELM" version --short), kube-version $KUBE_VERSION" >&2
 
+# expect_same WHAT FILE [command...]: the command succeeds and its stdout is FILE's content.
+expect_same() {
+	local what=$1 file=$2
+	shift 2
+	if ! "$@" >"$tmp/same.out" 2>"$tmp/same.err"; then
+		fail "$what: $* failed: $(cat "$tmp/same.err")"
+	elif diff -u "$file" "$tmp/same.out" >"$tmp/same.diff"; then
+		pass
+	else
+		fail "$what (- checked in, + generated):"
+		sed 's/^/  /' "$tmp/same.diff" >&2
+	fi
+}
+
 # --- 1. lint -------------------------------------------------------------------------------
 lint() {
-	if "$HELM" lint --strict "$chart" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" "$@" \
+	lint_with_default_kube --kube-version "$KUBE_VERSION" "$@"
+}
+lint_with_default_kube() {
+	if "$HELM" lint --strict "$chart" --namespace "$NAMESPACE" "$@" \
 		>"$tmp/lint.out" 2>&1; then
 		pass
 	else
@@ -108,9 +154,13 @@ lint
 for values in "$chart"/ci/*-values.yaml; do
 	lint --values "$values"
 done
+lint_with_default_kube
 
 # --- 2a. default values --------------------------------------------------------------------
 render default
+# Without --kube-version: helm's built-in default (stamped by build.sh) satisfies kubeVersion.
+render_with_default_kube default-kube
+expect_count default-kube 1 '^kind: ValidatingWebhookConfiguration$'
 expect_kinds default "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
 	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 # Hardening of both Deployments.
@@ -169,6 +219,15 @@ expect_count all-on 2 '^ +prometheus.io/scrape: "true"$'
 expect_count all-on 2 '^ +honorLabels: true$'
 expect_count all-on 1 '^ +- --http2$'
 expect_count all-on 8 '^ +- alert: PodScaler' 'alerts'
+expect_count all-on 8 '^ +summary: [^ ]' 'alert summaries'
+expect_count all-on 8 '^ +description: [^ ]' 'alert descriptions'
+expect_count all-on 8 '^ +runbook_url: https://example\.com/podscaler/blob/main/docs/runbooks\.md#podscaler[a-z]+$' \
+	'runbook_url into the repository docs/runbooks.md'
+# The dashboard: a Cluster variable (All by default), and every query filtered by it.
+expect_count all-on 1 '^ +"name": "cluster",$' 'the dashboard Cluster variable'
+expect_count all-on 26 '^ +"expr": ' 'dashboard queries'
+expect_count all-on 26 '^ +"expr": ".*\{cluster=~\\"\$cluster\\",' 'dashboard queries filtered by cluster'
+expect_count all-on 3 '^ +"query": "label_values\([a-z_]+\{cluster=~\\"\$cluster\\",' 'dashboard variables filtered by cluster'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-operator-metrics\$" 'PodMonitor job relabeling (operator)'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-webhook-metrics\$" 'PodMonitor job relabeling (webhook)'
 expect_count all-on 1 '^ +name: prometheus-kube-prometheus-prometheus$' 'metrics-reader binding subject'
@@ -202,6 +261,27 @@ expect_kinds no-webhook "ServiceAccount=1 ClusterRole=2 ClusterRoleBinding=1 Ser
 	ServiceMonitor=1 PrometheusRule=1"
 expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook ones'
 
+# Renamed cluster label: every matcher and the variable's label_values() follow; nothing else.
+render cluster-label --values "$chart/ci/all-on-values.yaml" --set monitoring.grafanaDashboard.clusterLabel=k8s_cluster
+expect_count cluster-label 26 '^ +"expr": ".*\{k8s_cluster=~\\"\$cluster\\",' 'queries filtered by k8s_cluster'
+expect_count cluster-label 1 '^ +"query": "label_values\(.*\}, k8s_cluster\)",$' 'the Cluster variable lists k8s_cluster'
+expect_count cluster-label 0 '[^_]cluster=~' 'a matcher on the default cluster label'
+render runbooks --set monitoring.prometheusRule.enabled=true \
+	--set monitoring.prometheusRule.runbookBaseURL=https://wiki.example.org/podscaler
+expect_count runbooks 8 '^ +runbook_url: https://wiki\.example\.org/podscaler#podscaler[a-z]+$' 'runbook_url on the given base'
+
+# cert-manager capability check (webhook.tls.certManager.capabilityCheck). Offline, helm's
+# capabilities never include cert-manager: `auto` (above: every render without it) must not
+# refuse; `always` judges --api-versions; `never` and secret mode never refuse. The refusal
+# when helm talks to a cluster without cert-manager is the e2e suite's (e2e/tests/chart.rs).
+render capability-always --set webhook.tls.certManager.capabilityCheck=always --api-versions cert-manager.io/v1/Certificate
+expect_count capability-always 2 '^kind: Certificate$'
+render capability-always-group --set webhook.tls.certManager.capabilityCheck=always --api-versions cert-manager.io/v1
+render capability-never --set webhook.tls.certManager.capabilityCheck=never
+render capability-secret --set webhook.tls.certManager.capabilityCheck=always --set webhook.tls.mode=secret \
+	--set webhook.tls.secret.name=my-tls --set webhook.tls.secret.caBundle=Q0E=
+render capability-no-webhook --set webhook.tls.certManager.capabilityCheck=always --set webhook.enabled=false
+
 render single-webhook --set webhook.replicas=1
 expect_count single-webhook 0 '^kind: PodDisruptionBudget$' 'no PDB that would block drains'
 
@@ -232,6 +312,44 @@ expect_refused "secret mode without a caBundle" "webhook.tls.secret.caBundle" \
 	--set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls
 expect_refused "a PDB that can never be satisfied" "minAvailable" --set webhook.podDisruptionBudget.minAvailable=2
 expect_refused "a Kubernetes older than the chart supports" "kubeVersion" --kube-version 1.32.0
+expect_refused "capabilityCheck=always without cert-manager" \
+	"needs cert-manager.*install cert-manager first.*webhook\.tls\.mode=secret.*capabilityCheck=never" \
+	--set webhook.tls.certManager.capabilityCheck=always
+expect_refused "an unknown capabilityCheck" "capabilityCheck" --set webhook.tls.certManager.capabilityCheck=sometimes
+expect_refused "a cluster label that is no Prometheus label" "clusterLabel" \
+	--set monitoring.grafanaDashboard.clusterLabel=k8s-cluster
+expect_refused "a runbook base that is no URL" "runbookBaseURL" \
+	--set monitoring.prometheusRule.runbookBaseURL=docs/runbooks.md
+
+# --- 5. the repository around the chart -----------------------------------------------------
+# README.md is helm-docs' output (values table from values.yaml's `# --` comments).
+expect_same "README.md is out of date: run charts/podscaler/check.sh --write-readme" \
+	"$chart/README.md" "${helm_docs[@]}" --dry-run
+# helm-docs silently drops a value whose comment it cannot parse (" -- " inside the text):
+# one table row per `# --` comment.
+rows=$(sed -n '/^## Values$/,$p' "$chart/README.md" | grep -c '^| [a-zA-Z]' || true)
+documented=$(grep -c '^ *# -- ' "$chart/values.yaml" || true)
+if [ "$((rows - 1))" -eq "$documented" ]; then
+	pass
+else
+	fail "README.md's values table has $((rows - 1)) rows, values.yaml documents $documented values"
+fi
+# Every alert links to a section of docs/runbooks.md headed by its name.
+for alert in $(grep -oE 'alert: PodScaler[A-Za-z]+' "$tmp/all-on.yaml" | sed 's/^alert: //'); do
+	if grep -qx "## $alert" "$repo/docs/runbooks.md"; then
+		pass
+	else
+		fail "docs/runbooks.md has no section '## $alert'"
+	fi
+done
+# The runbook links are built from Chart.yaml's first source: it must be the repository.
+source=$(sed -n '/^sources:/{n;s/^ *- *//p}' "$chart/Chart.yaml")
+repository=$(sed -n 's/^repository = "\(.*\)"$/\1/p' "$repo/Cargo.toml")
+if [ -n "$source" ] && [ "$source" = "$repository" ]; then
+	pass
+else
+	fail "Chart.yaml's first source ($source) is not Cargo.toml's repository ($repository)"
+fi
 
 if [ "$failures" -ne 0 ]; then
 	echo "check.sh: $failures of $checks checks failed" >&2

@@ -36,6 +36,10 @@ fn main() -> ExitCode {
         ("c03_metrics_pass_promtool_in_both_formats", |env| {
             Box::pin(metrics_pass_promtool_in_both_formats(env))
         }),
+        (
+            "c04_helm_install_without_cert_manager_names_the_fix",
+            |env| Box::pin(helm_install_without_cert_manager_names_the_fix(env)),
+        ),
     ];
     suite::main_serial(scenarios, Options::default(), |cluster| {
         Box::pin(setup(cluster))
@@ -293,5 +297,99 @@ async fn helm_install_then_uninstall(env: Env) -> anyhow::Result<()> {
         .run(&["get", "crd", "podscalers.scaling.example.com"])
         .await
         .context("helm uninstall removed the CRD")?;
+    Ok(())
+}
+
+/// `helm install` (default values: TLS from cert-manager) on a cluster that does not serve
+/// cert-manager's API stops before creating anything, with the chart's message naming what to
+/// install or which value to set, not helm's "no matches for kind Certificate".
+///
+/// The suite's setup installed the cert-manager CRDs for the other scenarios; this one deletes
+/// them and applies them again afterwards, whatever its outcome. That is safe because the suite
+/// is serial (no scenario runs meanwhile) and no cert-manager object exists between scenarios
+/// (c02 uninstalls its release). A server-side dry run would not do: it renders against the
+/// same cluster, which serves cert-manager while the CRDs are there.
+async fn helm_install_without_cert_manager_names_the_fix(env: Env) -> anyhow::Result<()> {
+    let crds = tokio::task::spawn_blocking(chart::third_party_crds).await??;
+    let cert_manager = crds.join("cert-manager.crds.yaml").display().to_string();
+    env.kubectl
+        .run(&["delete", "--wait", "-f", &cert_manager])
+        .await
+        .context("deleting the cert-manager CRDs")?;
+    let outcome = refused_without_cert_manager(&env).await;
+    let restored = restore_crds(&env, &cert_manager).await;
+    match (outcome, restored) {
+        (Err(error), Err(restoring)) => {
+            Err(error.context(format!("restoring the CRDs failed too: {restoring:#}")))
+        }
+        (outcome, restored) => outcome.and(restored),
+    }
+}
+
+async fn refused_without_cert_manager(env: &Env) -> anyhow::Result<()> {
+    // Discovery drops a deleted CRD's group a moment after the delete returns.
+    wait::until("cert-manager.io to leave discovery", CONVERGE, || async {
+        let versions = env.kubectl.run(&["api-versions"]).await?;
+        anyhow::ensure!(
+            !versions
+                .lines()
+                .any(|line| line.starts_with("cert-manager.io/")),
+            "still served"
+        );
+        Ok(())
+    })
+    .await?;
+    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let chart_dir = chart::chart_dir().display().to_string();
+    let install = helm
+        .run(&[
+            "install",
+            RELEASE,
+            &chart_dir,
+            "--namespace",
+            &env.namespace,
+        ])
+        .await;
+    let refusal = match install {
+        Ok(_) => anyhow::bail!("helm install succeeded without cert-manager"),
+        Err(error) => format!("{error:#}"),
+    };
+    for expected in [
+        "webhook.tls.mode=certManager needs cert-manager",
+        "install cert-manager first",
+        "--set webhook.tls.mode=secret",
+        "webhook.tls.secret.caBundle",
+        "webhook.enabled=false",
+    ] {
+        anyhow::ensure!(
+            refusal.contains(expected),
+            "the refusal does not mention {expected:?}: {refusal}"
+        );
+    }
+    let releases = helm
+        .run(&["list", "--namespace", &env.namespace, "--all", "--short"])
+        .await?;
+    anyhow::ensure!(
+        releases.trim().is_empty(),
+        "the refused install left a release: {releases}"
+    );
+    Ok(())
+}
+
+/// The cert-manager CRDs back, as the suite's setup left them.
+async fn restore_crds(env: &Env, file: &str) -> anyhow::Result<()> {
+    env.kubectl
+        .run(&["apply", "--server-side", "-f", file])
+        .await
+        .context("applying the cert-manager CRDs again")?;
+    env.kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            file,
+        ])
+        .await?;
     Ok(())
 }

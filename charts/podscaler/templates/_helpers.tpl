@@ -189,3 +189,33 @@ prometheus.io/path: /metrics
 prometheus.io/scheme: http
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when the API server helm renders for serves cert-manager.io/v1 Certificates (`helm
+template` without a cluster: only when --api-versions says so), else "".
+*/}}
+{{- define "podscaler.certManagerServed" -}}
+{{- if or (.Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate") (.Capabilities.APIVersions.Has "cert-manager.io/v1") }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when helm renders against a real cluster (install, upgrade, --dry-run=server): then
+`lookup` returns the kube-system Namespace, which every cluster has. Offline (`helm template`,
+`helm lint`, --dry-run=client) lookup returns nothing and the capabilities are helm's built-in
+defaults, which never include cert-manager, so they say nothing about the target cluster.
+*/}}
+{{- define "podscaler.talksToCluster" -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" }}true{{ end }}
+{{- end }}
+
+{{- define "podscaler.certManagerMissing" -}}
+webhook.tls.mode=certManager needs cert-manager, but the cluster does not serve its API (cert-manager.io/v1 Certificate; offline: not in helm's --api-versions). Either install cert-manager first (https://cert-manager.io/docs/installation/) and retry; or bring your own TLS Secret: --set webhook.tls.mode=secret --set webhook.tls.secret.name=<kubernetes.io/tls Secret in {{ .Release.Namespace }}> --set webhook.tls.secret.caBundle=<base64 PEM of its CA>; or install without the admission webhook: --set webhook.enabled=false. If cert-manager is being installed in the same step, set webhook.tls.certManager.capabilityCheck=never.
+{{- end }}
+
+{{/*
+The project's repository: Chart.yaml's first `sources` entry (check.sh keeps it equal to
+Cargo.toml's workspace `repository`).
+*/}}
+{{- define "podscaler.repository" -}}
+{{- required "Chart.yaml needs a sources entry (the repository URL)" (first (.Chart.Sources | default list)) | trimSuffix "/" }}
+{{- end }}
