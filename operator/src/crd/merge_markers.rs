@@ -4,11 +4,14 @@
 //! one container) and replaces atomic lists (`command`, `tolerations`) whole.
 //!
 //! k8s-openapi's schemars schemas leave these markers out, but its `DeepMerge` impls, generated
-//! from the same upstream OpenAPI document, encode every one: `list::map` with the key fields,
+//! from the same upstream OpenAPI document, encode them: `list::map` with a key field,
 //! `list::atomic`, `list::set`, `map::atomic`. That code is the source of truth used here, so
-//! the markers follow k8s-openapi upgrades without a hand table: each list and map in the
-//! schema is *probed* by building two small `PodTemplateSpec`s that differ only there, merging
-//! them with `DeepMerge`, and reading which strategy the result shows.
+//! the markers follow k8s-openapi upgrades without a table of every field: each list and map
+//! in the schema is *probed* by building two small `PodTemplateSpec`s that differ only there,
+//! merging them with `DeepMerge`, and reading which strategy the result shows. Only what
+//! `DeepMerge` cannot say is a table: the further keys of the two lists keyed by two fields
+//! ([`FURTHER_KEYS`]) and the defaults of optional keys ([`KEY_DEFAULTS`]). The e2e scenario
+//! `r05` compares the result with the API server's own `/openapi/v3/api/v1`.
 //!
 //! A list below an atomic or set list is not probed (its parent is replaced or appended
 //! whole, so no merge reaches it, and server-side apply would not look inside either).
