@@ -61,7 +61,40 @@ pub const DEFAULT_IMAGE: &str = "nginx:latest";
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    // Priority 1: shown by `kubectl get -o wide` only, after Age, as Deployments do.
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas",
+        description = "Matching pods that are available",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Contended",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Contended\")].status",
+        description = "Whether another controller manages matching pods",
+        priority = "1"
+    ),
+    // The API server prints only the first match of a column's path, so this is the first
+    // container's image; it is empty while spec.template is absent (pods run nginx:latest).
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".spec.template.spec.containers[0].image",
+        description = "Image of the pods' first container",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Selector",
+        type_ = "string",
+        json_path = ".status.selector",
+        description = "Labels the counted pods carry",
+        priority = "1"
+    ),
+    // `kubectl get all` lists PodScalers with the Deployments and ReplicaSets they resemble.
+    category = "all"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PodScalerSpec {

@@ -1,10 +1,13 @@
-//! The CustomResourceDefinition as installed: generated from [`crate::api`], with the embedded
-//! pod template's upstream field descriptions removed and the schema rules of
-//! [`schema_rules`] added, and the hard limits those rules enforce.
+//! The CustomResourceDefinition as installed: generated from [`crate::api`], then shaped for
+//! the people and tools that read it:
 //!
-//! Those descriptions are Kubernetes' own (`kubectl explain pod.spec` shows them) and make up
-//! most of the schema: with them the CRD is ~550 KB, too large for client-side `kubectl apply`
-//! (its last-applied annotation is capped at 256 KiB). PodScaler's own fields keep theirs.
+//! - the embedded pod template loses its upstream field descriptions. They are Kubernetes'
+//!   own (`kubectl explain pod.spec` shows them) and make up most of the schema: with them the
+//!   CRD is ~550 KB, too large for client-side `kubectl apply` (its last-applied annotation is
+//!   capped at 256 KiB). PodScaler's own fields keep theirs, reflowed by [`descriptions`];
+//! - the template's metadata offers only labels and annotations, what pods get from it;
+//! - the template's lists and maps carry upstream's merge markers ([`merge_markers`]);
+//! - the schema rules of [`schema_rules`] are added, with the hard limits they enforce.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
@@ -13,7 +16,11 @@ use kube::CustomResourceExt;
 
 use crate::api::PodScaler;
 
+mod descriptions;
+mod merge_markers;
 mod schema_rules;
+
+pub use descriptions::reflow;
 
 /// The largest `spec.count` the API server accepts, however the count is set (`kubectl apply`,
 /// `kubectl scale`, an HPA) and whether or not the webhook runs: the CRD's schema `maximum`.
@@ -34,30 +41,62 @@ pub const MAX_SELECTOR_LABELS: usize = 16;
 /// cost budget of the CEL rules that check each template label.
 pub const MAX_TEMPLATE_LABELS: usize = 64;
 
+/// The ObjectMeta fields a pod template offers: the ones the operator copies onto its pods
+/// ([`crate::reconcile::new_pod`]). The rest (name, uid, managedFields, timestamps...) is the
+/// API server's or the operator's to set on each pod, as for a Deployment's template.
+pub const TEMPLATE_METADATA_FIELDS: [&str; 2] = ["annotations", "labels"];
+
 /// The PodScaler CRD exactly as `crd-gen` prints it and the chart installs it.
 pub fn custom_resource_definition() -> CustomResourceDefinition {
     let mut crd = PodScaler::crd();
     for version in &mut crd.spec.versions {
-        let spec = version
+        let root = version
             .schema
             .as_mut()
-            .and_then(|validation| validation.open_api_v3_schema.as_mut())
-            .and_then(|root| schema_rules::property(root, &["spec"]));
-        let Some(spec) = spec else { continue };
-        if let Some(template) = schema_rules::property(spec, &["template"]) {
-            for child in children(template) {
-                strip_descriptions(child);
-            }
+            .and_then(|validation| validation.open_api_v3_schema.as_mut());
+        let Some(root) = root else { continue };
+        if let Some(spec) = schema_rules::property(root, &["spec"]) {
+            shape_spec(spec);
         }
-        schema_rules::add_to_spec(spec);
+        descriptions::reflow_all(root);
     }
     crd
 }
 
-fn strip_descriptions(schema: &mut JSONSchemaProps) {
-    schema.description = None;
-    for child in children(schema) {
-        strip_descriptions(child);
+fn shape_spec(spec: &mut JSONSchemaProps) {
+    if let Some(template) = schema_rules::property(spec, &["template"]) {
+        for child in children(template) {
+            descriptions::strip_all(child);
+        }
+        embedded_metadata(template);
+        merge_markers::add_to_template(template);
+    }
+    schema_rules::add_to_spec(spec);
+}
+
+/// Narrows the template's full ObjectMeta schema to [`TEMPLATE_METADATA_FIELDS`], as
+/// controller-gen does for an embedded ObjectMeta, and says what each is for.
+fn embedded_metadata(template: &mut JSONSchemaProps) {
+    let Some(metadata) = schema_rules::property(template, &["metadata"]) else {
+        return;
+    };
+    metadata.description = Some(
+        "Labels and annotations of the pods. The pods' other metadata (name, owner, ...) is \
+         set by the operator and the API server."
+            .to_owned(),
+    );
+    let Some(fields) = metadata.properties.as_mut() else {
+        return;
+    };
+    fields.retain(|name, _| TEMPLATE_METADATA_FIELDS.contains(&name.as_str()));
+    if let Some(labels) = fields.get_mut("labels") {
+        labels.description = Some(format!(
+            "Labels of the pods. The selector's labels are added; a label the selector also \
+             names must have its value. At most {MAX_TEMPLATE_LABELS}."
+        ));
+    }
+    if let Some(annotations) = fields.get_mut("annotations") {
+        annotations.description = Some("Annotations of the pods, copied as they are.".to_owned());
     }
 }
 
@@ -127,7 +166,16 @@ mod tests {
                 "spec.{field} lost its description"
             );
         }
-        assert_eq!(count_descriptions(&properties["template"]), 1);
+        let template = properties["template"]
+            .properties
+            .as_ref()
+            .expect("template");
+        assert_eq!(count_descriptions(&template["spec"]), 0);
+        assert_eq!(
+            count_descriptions(&template["metadata"]),
+            1 + TEMPLATE_METADATA_FIELDS.len(),
+            "the metadata's own descriptions, written for PodScaler"
+        );
         assert!(
             count_descriptions(&spec_schema(&PodScaler::crd()).clone()) > 100,
             "the untrimmed schema carries upstream descriptions"
@@ -261,6 +309,78 @@ mod tests {
             policy.enum_.as_ref().map(Vec::len),
             Some(1),
             "restartPolicy: Always only"
+        );
+    }
+
+    #[test]
+    fn template_metadata_offers_only_what_pods_get() {
+        let mut crd = custom_resource_definition();
+        let metadata = property(&mut crd, &["template", "metadata"]).clone();
+        let fields: Vec<&str> = metadata
+            .properties
+            .iter()
+            .flatten()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(fields, TEMPLATE_METADATA_FIELDS);
+        assert!(metadata.description.is_some(), "kubectl explain says why");
+    }
+
+    #[test]
+    fn wide_columns_and_the_all_category() {
+        let crd = custom_resource_definition();
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["all".to_owned()][..])
+        );
+        let wide: Vec<(&str, &str)> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|column| column.priority == Some(1))
+            .map(|column| (column.name.as_str(), column.json_path.as_str()))
+            .collect();
+        assert_eq!(
+            wide,
+            [
+                ("Available", ".status.availableReplicas"),
+                (
+                    "Contended",
+                    ".status.conditions[?(@.type==\"Contended\")].status"
+                ),
+                ("Image", ".spec.template.spec.containers[0].image"),
+                ("Selector", ".status.selector"),
+            ]
+        );
+    }
+
+    fn all_descriptions(schema: &JSONSchemaProps, out: &mut Vec<String>) {
+        let mut copy = schema.clone();
+        out.extend(copy.description.clone());
+        for child in children(&mut copy) {
+            all_descriptions(child, out);
+        }
+    }
+
+    #[test]
+    fn descriptions_are_reflowed() {
+        let crd = custom_resource_definition();
+        let root = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("root schema");
+        let mut descriptions = Vec::new();
+        all_descriptions(root, &mut descriptions);
+        assert!(descriptions.len() > 10, "{descriptions:?}");
+        for description in &descriptions {
+            assert_eq!(&reflow(description), description);
+        }
+        let count = spec_schema(&crd).properties.as_ref().expect("props")["count"].clone();
+        let count = count.description.expect("count description");
+        assert!(
+            !count.contains('\n'),
+            "spec.count is one paragraph: {count:?}"
         );
     }
 }

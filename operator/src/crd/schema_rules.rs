@@ -68,10 +68,6 @@ pub(super) fn add_to_spec(spec: &mut JSONSchemaProps) {
                 ..ValidationRule::default()
             }],
         );
-        // As upstream's PodSpec declares it: one container per name, merged by name under
-        // server-side apply. The API server then refuses a duplicate name itself.
-        containers.x_kubernetes_list_type = Some("map".to_owned());
-        containers.x_kubernetes_list_map_keys = Some(vec!["name".to_owned()]);
         if let Some(JSONSchemaPropsOrArray::Schema(container)) = containers.items.as_mut() {
             constrain_container(container);
         }
