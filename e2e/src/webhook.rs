@@ -55,7 +55,7 @@ impl Webhook {
     /// server is told to trust) and waits for `/readyz`. The certificate files are re-read
     /// every second so rotation is quick to observe.
     pub async fn start(cluster: &Cluster, name: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let product = Product::build()?;
+        let product = Product::build().await?;
         let binary = std::env::var_os(WEBHOOK_OVERRIDE).map_or(product.webhook, PathBuf::from);
         let certs = SecretVolume::create(&cluster.dir().join(format!("{name}-certs")))?;
         certs.write(&serving_certificate(cluster)?)?;
