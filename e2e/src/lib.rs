@@ -11,6 +11,7 @@ pub mod kubectl;
 pub mod local_http;
 pub mod observe;
 pub mod process;
+pub mod procs;
 pub mod product;
 pub mod suite;
 pub mod wait;
