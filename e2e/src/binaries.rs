@@ -60,17 +60,18 @@ pub struct Product {
     pub operator: PathBuf,
     /// `podscaler-webhook`.
     pub webhook: PathBuf,
-    /// `crd-gen`.
-    pub crd_gen: PathBuf,
 }
 
 impl Product {
     /// Runs `cargo build` for the binaries once per process (a no-op when they are up to date)
-    /// so the suite never tests a stale binary.
-    pub fn build() -> anyhow::Result<Self> {
-        static BUILT: OnceLock<Result<Product, String>> = OnceLock::new();
+    /// so the suite never tests a stale binary. Cancel-safe: a caller dropped mid-build (Ctrl-C
+    /// in `podscaler-up`) kills that cargo, and the next caller builds again.
+    pub async fn build() -> anyhow::Result<Self> {
+        static BUILT: tokio::sync::OnceCell<Result<Product, String>> =
+            tokio::sync::OnceCell::const_new();
         BUILT
-            .get_or_init(|| build_product().map_err(|error| format!("{error:#}")))
+            .get_or_init(|| async { build_product().await.map_err(|error| format!("{error:#}")) })
+            .await
             .clone()
             .map_err(|error| anyhow::anyhow!(error))
     }
@@ -86,26 +87,75 @@ pub fn workspace_root() -> PathBuf {
 /// Environment variable naming an operator binary to use instead of the workspace's.
 pub const OPERATOR_OVERRIDE: &str = "PODSCALER_E2E_OPERATOR";
 
-fn build_product() -> anyhow::Result<Product> {
+/// The product binaries `cargo build` makes. crd-gen is not among them: the harness installs
+/// the CRD from the library, so building it would only cost time.
+const PRODUCT_BINARIES: [&str; 2] = ["podscaler-operator", "podscaler-webhook"];
+
+/// Whether `name` is one of the variables cargo sets for the program it runs (`cargo run`,
+/// `cargo test`), as opposed to the user's own cargo configuration (`CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*` …).
+///
+/// A nested `cargo build` must not inherit them: build scripts that declare
+/// `rerun-if-env-changed` for variables they read (ring does, for `CARGO_MANIFEST_DIR` and
+/// `CARGO_PKG_*`) see them change between the outer build (unset) and the nested one (set to
+/// `e2e/`), so ring and everything above it (rustls, kube, podscaler) was rebuilt by the nested
+/// build and then again by the next outer one: about a minute per run on a loaded 2-core
+/// machine, with no output.
+fn set_by_cargo_for_its_program(name: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    const PREFIXES: [&str; 2] = ["CARGO_PKG_", "CARGO_BIN_EXE_"];
+    NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// `cargo build` of [`PRODUCT_BINARIES`], with cargo's progress on stderr.
+///
+/// `--workspace`: features are unified over the selected packages, and the whole workspace
+/// resolves them as `cargo run -p e2e` and `cargo test -p e2e` do (e2e depends on the library
+/// with every feature the binaries use), so the dependencies those built are reused as they are.
+fn cargo_build_command(cargo: &str, root: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(cargo);
+    command
+        .current_dir(root)
+        .args(["build", "--workspace"])
+        .args(PRODUCT_BINARIES.iter().flat_map(|binary| ["--bin", binary]))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        // Its stdout (nothing, for a build) must not mix into a caller's output.
+        .stdout(Stdio::null())
+        // A caller that gives up (Ctrl-C) takes the build with it.
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_its_program) {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+async fn build_product() -> anyhow::Result<Product> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--bin",
-            "podscaler-operator",
-            "--bin",
-            "podscaler-webhook",
-            "--bin",
-            "crd-gen",
-        ])
+    tracing::info!(
+        "building {} (cargo build; a no-op when they are up to date)",
+        PRODUCT_BINARIES.join(" and ")
+    );
+    let status = cargo_build_command(&cargo, &root)
         .status()
+        .await
         .with_context(|| format!("running {cargo} build"))?;
     anyhow::ensure!(
         status.success(),
-        "cargo build of the product binaries failed ({status})"
+        "cargo build of the product binaries failed ({status}); see its output above"
     );
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -117,6 +167,75 @@ fn build_product() -> anyhow::Result<Product> {
     Ok(Product {
         operator,
         webhook: debug.join("podscaler-webhook"),
-        crd_gen: debug.join("crd-gen"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_cargo_sets_for_its_program_is_not_passed_on() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_BIN_EXE_podscaler-up",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(set_by_cargo_for_its_program(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_users_cargo_configuration_is_passed_on() {
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_DEV_DEBUG",
+            "CARGO_BUILD_JOBS",
+            "CARGO_TERM_COLOR",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_for_its_program(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_nested_build_drops_the_manifest_dir_it_was_run_with() {
+        // This test binary runs with CARGO_MANIFEST_DIR set by `cargo test`.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let command = cargo_build_command("cargo", Path::new("."));
+        let removed = command
+            .as_std()
+            .get_envs()
+            .any(|(name, value)| name == "CARGO_MANIFEST_DIR" && value.is_none());
+        assert!(
+            removed,
+            "CARGO_MANIFEST_DIR is passed on to the nested build"
+        );
+    }
+
+    #[test]
+    fn only_the_binaries_the_harness_runs_are_built() {
+        let command = cargo_build_command("cargo", Path::new("."));
+        let args: Vec<_> = command
+            .as_std()
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "build",
+                "--workspace",
+                "--bin",
+                "podscaler-operator",
+                "--bin",
+                "podscaler-webhook"
+            ]
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
@@ -43,6 +43,9 @@ impl Default for Options {
         Self { nodes: 3 }
     }
 }
+
+/// The namespace of the pod that proves the cluster runs pods; deleted once it did.
+pub const PROBE_NAMESPACE: &str = "e2e-probe";
 
 /// The name of the API server's process (and the prefix of its restarts' names).
 const APISERVER: &str = "kube-apiserver";
@@ -137,6 +140,7 @@ impl Cluster {
         )?;
         wait_for_etcd(&mut etcd, etcd_port).await?;
         processes.push(etcd);
+        progress(started, "etcd is healthy");
 
         let apiserver_port = free_port()?;
         let server = format!("https://127.0.0.1:{apiserver_port}");
@@ -157,6 +161,7 @@ impl Cluster {
         let client = client_for(&kubeconfig).await?;
         wait_for_apiserver(&mut apiserver, &client).await?;
         processes.push(apiserver);
+        progress(started, "kube-apiserver is ready");
 
         let kubeconfig_arg = format!("--kubeconfig={}", kubeconfig.display());
         let delegated = [
@@ -239,11 +244,15 @@ impl Cluster {
         for index in 0..options.nodes {
             cluster.register_node(&format!("kwok-node-{index}")).await?;
         }
+        progress(
+            started,
+            "controller-manager, scheduler and kwok started; waiting for the nodes and a probe pod",
+        );
         cluster.wait_until_usable().await?;
         tracing::info!(
             version = %cluster.version,
             server = %cluster.server,
-            seconds = started.elapsed().as_secs_f32(),
+            seconds = %format_args!("{:.1}", started.elapsed().as_secs_f32()),
             "control plane ready"
         );
         Ok(cluster)
@@ -426,10 +435,10 @@ impl Cluster {
         })
         .await
         .map_err(|error| self.annotate(error))?;
-        self.create_namespace("e2e-probe")
+        self.create_namespace(PROBE_NAMESPACE)
             .await
             .map_err(|error| self.annotate(error))?;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "e2e-probe");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), PROBE_NAMESPACE);
         let probe: Pod = serde_json::from_value(json!({
             "metadata": {"name": "probe"},
             "spec": {"containers": [{"name": "probe", "image": "probe"}]}
@@ -445,6 +454,22 @@ impl Cluster {
         })
         .await
         .map_err(|error| self.annotate(error))?;
+        self.delete_probe().await
+    }
+
+    /// Deletes the probe pod (at once: grace period 0) and its namespace, so a user of the
+    /// cluster finds only what they made. Does not wait for the namespace to be gone: nothing
+    /// here depends on that, and the namespace controller's few seconds would be added to every
+    /// start.
+    async fn delete_probe(&self) -> anyhow::Result<()> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), PROBE_NAMESPACE);
+        pods.delete("probe", &DeleteParams::default().grace_period(0))
+            .await
+            .context("deleting the probe pod")?;
+        Api::<Namespace>::all(self.client.clone())
+            .delete(PROBE_NAMESPACE, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting namespace {PROBE_NAMESPACE}"))?;
         Ok(())
     }
 
@@ -467,6 +492,15 @@ impl Drop for Cluster {
             let _ = process.kill();
         }
     }
+}
+
+/// Reports a finished step of [`Cluster::start`]: starting takes tens of seconds on a busy
+/// machine, and a silent wait looks like a hang.
+fn progress(started: Instant, step: &str) {
+    tracing::info!(
+        seconds = %format_args!("{:.1}", started.elapsed().as_secs_f32()),
+        "{step}"
+    );
 }
 
 /// Creates namespace `name` unless it exists, and waits for its `default` ServiceAccount

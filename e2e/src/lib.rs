@@ -13,6 +13,7 @@ pub mod local_http;
 pub mod merge_markers;
 pub mod observe;
 pub mod process;
+pub mod procs;
 pub mod product;
 pub mod suite;
 pub mod wait;

@@ -131,7 +131,7 @@ pub async fn run_operator_to_exit(
     args: &[&str],
     timeout: Duration,
 ) -> anyhow::Result<Exited> {
-    let product = Product::build()?;
+    let product = Product::build().await?;
     let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
     args.push("--metrics-bind-address=0".to_owned());
     args.push("--health-probe-bind-address=0".to_owned());
@@ -189,7 +189,7 @@ impl Operator {
         log_dir: &Path,
         args: &[String],
     ) -> anyhow::Result<Self> {
-        let product = Product::build()?;
+        let product = Product::build().await?;
         let metrics_port = free_port()?;
         let health_port = free_port()?;
         let mut args = args.to_vec();
@@ -227,6 +227,11 @@ impl Operator {
         let (code, body) = local_http::get(self.metrics_port, "/metrics").await?;
         anyhow::ensure!(code == 200, "/metrics answered {code}");
         Ok(body)
+    }
+
+    /// The port of `/metrics` on 127.0.0.1.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     /// The port of `/healthz` and `/readyz` on 127.0.0.1.

@@ -5,6 +5,7 @@
 //! before exiting, so a run never leaves processes or directories behind.
 
 use std::future::Future;
+use std::io::IsTerminal as _;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -217,5 +218,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a suite's output is often kept in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

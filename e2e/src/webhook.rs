@@ -47,6 +47,7 @@ pub struct Webhook {
     process: Process,
     port: u16,
     metrics_port: u16,
+    health_port: u16,
     certs: SecretVolume,
 }
 
@@ -55,7 +56,7 @@ impl Webhook {
     /// server is told to trust) and waits for `/readyz`. The certificate files are re-read
     /// every second so rotation is quick to observe.
     pub async fn start(cluster: &Cluster, name: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let product = Product::build()?;
+        let product = Product::build().await?;
         let binary = std::env::var_os(WEBHOOK_OVERRIDE).map_or(product.webhook, PathBuf::from);
         let certs = SecretVolume::create(&cluster.dir().join(format!("{name}-certs")))?;
         certs.write(&serving_certificate(cluster)?)?;
@@ -84,6 +85,7 @@ impl Webhook {
             process,
             port,
             metrics_port,
+            health_port,
             certs,
         })
     }
@@ -240,6 +242,16 @@ impl Webhook {
         let (code, body) = local_http::get(self.metrics_port, "/metrics").await?;
         anyhow::ensure!(code == 200, "/metrics answered {code}");
         Ok(body)
+    }
+
+    /// The port of `/metrics` on 127.0.0.1.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
+    /// The port of `/healthz` and `/readyz` on 127.0.0.1.
+    pub fn health_port(&self) -> u16 {
+        self.health_port
     }
 
     /// Fails when the webhook has exited.

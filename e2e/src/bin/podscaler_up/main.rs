@@ -2,21 +2,27 @@
 //!
 //! Uses the cluster the current kubeconfig points at when it answers; otherwise starts the
 //! local control plane the e2e suite uses (etcd, kube-apiserver, controller-manager, scheduler,
-//! kwok nodes on 127.0.0.1). Then installs the CRD, runs the operator binary as a local
-//! process (and, on the local control plane, the admission webhook, registered for the
-//! demo namespace), applies the seed sample in namespace `podscaler-demo` (the only one the
-//! operator manages here), waits for its pods and shows them. Ctrl-C, at any point, stops the
-//! operator (and the local control plane, if it started one), as do SIGTERM and SIGHUP; the
-//! sample stays in a cluster that was already there, so `kubectl delete namespace
-//! podscaler-demo` cleans it up.
+//! kwok nodes on 127.0.0.1), while cargo brings the operator and webhook binaries up to date.
+//! Then installs the CRD, runs the operator binary as a local process (and, on the local
+//! control plane, the admission webhook, registered for the demo namespace), applies the seed
+//! sample in namespace `podscaler-demo` (the only one the operator manages here), waits for its
+//! pods and shows them, with the kubeconfig to export and the binaries' metrics and health
+//! addresses. Every step is reported on stderr as it starts, with the seconds since the start.
+//! Ctrl-C, at any point, stops a build under way, the operator, the webhook and the local
+//! control plane (whatever it started), as do SIGTERM and SIGHUP; the sample stays in a
+//! cluster that was already there, so `kubectl delete namespace podscaler-demo` cleans it up.
 
-use std::io::Write as _;
+mod summary;
+
+use std::cell::Cell;
+use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use e2e::binaries::Product;
 use e2e::cluster::{ensure_namespace, private_tempdir};
 use e2e::kubectl::Kubectl;
 use e2e::product::{self, Operator, SEED_SAMPLE};
@@ -24,12 +30,17 @@ use e2e::webhook::Webhook;
 use e2e::{Cluster, Options, observe, wait};
 use kube::Client;
 use kube::config::Kubeconfig;
+use summary::{Endpoints, Summary};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 
 /// Where the sample goes, and the only namespace the operator manages: on a cluster that was
 /// already there, the sample's `app: nginx` selector must not claim anybody else's pods.
 const DEMO_NAMESPACE: &str = "podscaler-demo";
 /// How long an existing cluster may take to answer before the local one is started.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many pods the seed sample asks for.
+const SAMPLE_PODS: usize = 4;
 /// How long the sample's pods may take to run.
 const CONVERGE: Duration = Duration::from_secs(180);
 
@@ -74,6 +85,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,kube_client=off".into()),
         )
         .with_writer(std::io::stderr)
+        // Progress for a person: seconds since the start (how long each step took), no module
+        // paths, and colour codes only for a terminal (not in a file or a pipe).
+        .with_timer(Elapsed(Instant::now()))
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Current-thread runtime on the main thread: the child processes' parent-death signal is
     // tied to the thread that started them, which must live as long as they do.
@@ -87,8 +103,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Ctrl-C (or SIGTERM, or the terminal closing) at any point drops `run`: the operator, the
-    // webhook and a local control plane stop, and their directories are removed.
+    // Ctrl-C (or SIGTERM, or the terminal closing) at any point drops `run`: a cargo build
+    // under way, the operator, the webhook and a local control plane stop, and their
+    // directories are removed.
     let outcome = runtime.block_on(async {
         tokio::select! {
             outcome = run() => outcome,
@@ -108,6 +125,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Seconds since the start, to a tenth: how long each step took is what a reader looks for.
+struct Elapsed(Instant);
+
+impl FormatTime for Elapsed {
+    fn format_time(&self, out: &mut Writer<'_>) -> std::fmt::Result {
+        write!(out, "{:6.1}s", self.0.elapsed().as_secs_f32())
+    }
+}
+
 /// Waits for SIGINT, SIGTERM or SIGHUP; returns its name.
 async fn stop_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -123,54 +149,34 @@ async fn stop_signal() -> anyhow::Result<&'static str> {
 
 /// Runs until a stop signal (see `main`); returns only on failure.
 async fn run() -> anyhow::Result<()> {
-    let target = match existing_cluster().await? {
-        Some(existing) => existing,
-        None => {
-            eprintln!(
-                "no reachable cluster in the current kubeconfig: starting a local control plane"
-            );
-            eprintln!("(the first run builds it from source and takes about 7 minutes on 2 cores)");
-            Target::Local(Box::new(Cluster::start(Options::default()).await?))
-        }
-    };
+    // Building the binaries and starting a control plane need nothing from each other.
+    let (_built, target) = tokio::try_join!(Product::build(), target())?;
     let kubeconfig = target.kubeconfig();
     let client = target.client();
-
-    product::install_crd(&client).await?;
     let namespace = DEMO_NAMESPACE;
+
+    tracing::info!("installing the PodScaler CRD and namespace {namespace}");
+    product::install_crd(&client).await?;
     ensure_namespace(&client, namespace).await?;
-    let webhook = match &target {
-        Target::Local(cluster) => Some(start_webhook(cluster, namespace).await?),
-        Target::Existing { .. } => {
-            eprintln!(
-                "not running the webhook: a cluster that was already there cannot call this \
-                 machine's 127.0.0.1 (install the Helm chart for that)"
-            );
-            None
+    tracing::info!(
+        "starting the operator{}",
+        match target {
+            Target::Local(_) => " and the webhook",
+            Target::Existing { .. } => "",
         }
-    };
-    let operator = Operator::launch(
-        "podscaler-operator",
-        &kubeconfig,
-        &target.log_dir(),
-        &[
-            format!("--namespace={namespace}"),
-            "--log-level=info".to_owned(),
-        ],
-    )
-    .await?;
+    );
+    let (webhook, operator) = tokio::try_join!(
+        start_webhook(&target, namespace),
+        start_operator(&target, namespace)
+    )?;
+    tracing::info!("applying the seed sample in namespace {namespace}");
     let kubectl = Kubectl::new(&kubeconfig);
     kubectl
         .run_with_input(&["-n", namespace, "apply", "-f", "-"], Some(SEED_SAMPLE))
         .await
         .context("applying the seed sample")?;
-    wait::until("the sample's 4 pods to run", CONVERGE, || async {
-        let pods = observe::active_pods(&client, namespace, "app=nginx").await?;
-        let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
-        anyhow::ensure!(running >= 4, "{running} running");
-        Ok(())
-    })
-    .await?;
+    wait_for_pods(&client, namespace).await?;
+
     println!(
         "{}",
         kubectl
@@ -192,32 +198,94 @@ async fn run() -> anyhow::Result<()> {
             ])
             .await?
     );
-    println!("operator log: {}", operator.log_path().display());
-    if let Some(webhook) = &webhook {
-        println!("webhook log:  {}", webhook.log_path().display());
-    }
-    let scale = format!("kubectl -n {namespace} scale podscaler example-podscaler --replicas=6");
-    match target {
-        Target::Local(_) => println!("try:  KUBECONFIG={} {scale}", kubeconfig.display()),
-        Target::Existing { .. } => println!("try:  {scale}"),
-    }
-    println!(
-        "Ctrl-C stops the operator{}.",
-        match target {
-            Target::Local(_) => " and the local control plane",
-            Target::Existing { .. } => "",
-        }
-    );
+    let summary = Summary {
+        namespace,
+        local_kubeconfig: match &target {
+            Target::Local(cluster) => Some(cluster.kubeconfig()),
+            Target::Existing { .. } => None,
+        },
+        operator: Endpoints {
+            metrics_port: operator.metrics_port(),
+            health_port: operator.health_port(),
+            log: operator.log_path(),
+        },
+        webhook: webhook.as_ref().map(|webhook| Endpoints {
+            metrics_port: webhook.metrics_port(),
+            health_port: webhook.health_port(),
+            log: webhook.log_path(),
+        }),
+    };
+    print!("{}", summary.render());
 
     std::future::pending::<()>().await;
     Ok(())
 }
 
-/// Runs the webhook and has the API server send it the PodScalers in `namespace`.
-async fn start_webhook(cluster: &Cluster, namespace: &str) -> anyhow::Result<Webhook> {
+/// The current kubeconfig's cluster when it answers, a local control plane otherwise.
+async fn target() -> anyhow::Result<Target> {
+    if let Some(existing) = existing_cluster().await? {
+        return Ok(existing);
+    }
+    tracing::info!(
+        "no reachable cluster in the current kubeconfig: starting a local control plane"
+    );
+    Ok(Target::Local(Box::new(
+        Cluster::start(Options::default()).await?,
+    )))
+}
+
+/// On a local control plane: runs the webhook and has the API server send it the PodScalers
+/// in `namespace`. A cluster that was already there cannot call this machine's 127.0.0.1.
+async fn start_webhook(target: &Target, namespace: &str) -> anyhow::Result<Option<Webhook>> {
+    let Target::Local(cluster) = target else {
+        tracing::info!(
+            "not running the webhook: a cluster that was already there cannot call this \
+             machine's 127.0.0.1 (install the Helm chart for that)"
+        );
+        return Ok(None);
+    };
     let webhook = Webhook::start(cluster, "podscaler-webhook", &[]).await?;
     webhook.admit_namespace(cluster, namespace).await?;
-    Ok(webhook)
+    Ok(Some(webhook))
+}
+
+/// Runs the operator, confined to `namespace`.
+async fn start_operator(target: &Target, namespace: &str) -> anyhow::Result<Operator> {
+    Operator::launch(
+        "podscaler-operator",
+        &target.kubeconfig(),
+        &target.log_dir(),
+        &[
+            format!("--namespace={namespace}"),
+            "--log-level=info".to_owned(),
+        ],
+    )
+    .await
+}
+
+/// Waits for the sample's pods to run, reporting each change in how many are created and
+/// running.
+async fn wait_for_pods(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let reported = Cell::new(None);
+    let reported = &reported;
+    wait::until(
+        &format!("the sample's {SAMPLE_PODS} pods to run"),
+        CONVERGE,
+        || async move {
+            let pods = observe::active_pods(client, namespace, "app=nginx").await?;
+            let running = pods.iter().filter(|pod| observe::is_running(pod)).count();
+            let seen = (pods.len(), running);
+            if reported.replace(Some(seen)) != Some(seen) {
+                tracing::info!(
+                    "pods: {running} of {SAMPLE_PODS} running ({} created)",
+                    pods.len()
+                );
+            }
+            anyhow::ensure!(running >= SAMPLE_PODS, "{running} running");
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// The current kubeconfig's cluster, when there is one and it answers within [`PROBE_TIMEOUT`].
@@ -226,7 +294,7 @@ async fn existing_cluster() -> anyhow::Result<Option<Target>> {
         Ok(Some(kubeconfig)) => kubeconfig,
         Ok(None) => return Ok(None),
         Err(error) => {
-            eprintln!("the current kubeconfig cannot be used: {error:#}");
+            tracing::warn!("the current kubeconfig cannot be used: {error:#}");
             return Ok(None);
         }
     };
@@ -234,7 +302,7 @@ async fn existing_cluster() -> anyhow::Result<Option<Target>> {
         match kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &Default::default()).await {
             Ok(config) => config,
             Err(error) => {
-                eprintln!("the current kubeconfig cannot be used: {error}");
+                tracing::warn!("the current kubeconfig cannot be used: {error}");
                 return Ok(None);
             }
         };
@@ -242,17 +310,19 @@ async fn existing_cluster() -> anyhow::Result<Option<Target>> {
         Client::try_from(config).context("building a client for the current kubeconfig")?;
     match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(version)) => {
-            eprintln!(
+            tracing::info!(
                 "using the current kubeconfig's cluster (Kubernetes {})",
                 version.git_version
             );
         }
         Ok(Err(error)) => {
-            eprintln!("the current kubeconfig's cluster does not answer: {error}");
+            tracing::info!("the current kubeconfig's cluster does not answer: {error}");
             return Ok(None);
         }
         Err(_) => {
-            eprintln!("the current kubeconfig's cluster did not answer within {PROBE_TIMEOUT:?}");
+            tracing::info!(
+                "the current kubeconfig's cluster did not answer within {PROBE_TIMEOUT:?}"
+            );
             return Ok(None);
         }
     }
