@@ -1,7 +1,11 @@
 //! Processes as `/proc` shows them: to check that a command stopped everything it started,
-//! including what its children started.
+//! including what its children started. Read with the `procfs` crate, as the binaries' own
+//! process metrics are.
 
 use std::collections::HashMap;
+
+use anyhow::Context;
+use procfs::process::Process;
 
 /// A process, told apart from a later one that reuses its pid by its start time.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,57 +20,41 @@ pub struct ProcessId {
 impl ProcessId {
     /// Whether this very process still runs (a zombie counts as gone).
     pub fn is_alive(&self) -> bool {
-        read_stat(self.pid).is_some_and(|stat| stat.started == self.started && stat.state != 'Z')
+        i32::try_from(self.pid)
+            .ok()
+            .and_then(|pid| Process::new(pid).ok()?.stat().ok())
+            .is_some_and(|stat| stat.starttime == self.started && stat.state != 'Z')
     }
-}
-
-/// What `/proc/<pid>/stat` says of a process.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Stat {
-    state: char,
-    parent: u32,
-    started: u64,
-}
-
-/// Parses a `/proc/<pid>/stat` line: `pid (comm) state ppid …`.
-fn parse_stat(line: &str) -> Option<Stat> {
-    // comm may hold spaces and parentheses; nothing after its closing one can.
-    let fields: Vec<&str> = line.get(line.rfind(')')? + 2..)?.split(' ').collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        parent: fields.get(1)?.parse().ok()?,
-        // Field 22 of proc_pid_stat(5), the 20th after `)`.
-        started: fields.get(19)?.parse().ok()?,
-    })
-}
-
-fn read_stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Every live process below `root` (children, their children …), not `root` itself.
 pub fn descendants(root: u32) -> anyhow::Result<Vec<ProcessId>> {
     let mut live = HashMap::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
+    for process in procfs::process::all_processes().context("listing /proc")? {
         // A process may exit while it is looked at: it is then no descendant to worry about.
-        let Some(stat) = read_stat(pid).filter(|stat| stat.state != 'Z') else {
+        let Some((process, stat)) = process
+            .ok()
+            .and_then(|process| process.stat().ok().map(|stat| (process, stat)))
+            .filter(|(_, stat)| stat.state != 'Z')
+        else {
             continue;
         };
-        let program = std::fs::read_link(format!("/proc/{pid}/exe"))
+        let (Ok(pid), Ok(parent)) = (u32::try_from(stat.pid), u32::try_from(stat.ppid)) else {
+            continue;
+        };
+        let program = process
+            .exe()
             .ok()
             .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_default();
         live.insert(
             pid,
             (
-                stat.parent,
+                parent,
                 ProcessId {
                     pid,
                     program,
-                    started: stat.started,
+                    started: stat.starttime,
                 },
             ),
         );
@@ -107,21 +95,6 @@ fn below(parents: &HashMap<u32, u32>, root: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stat_line_with_spaces_and_parentheses_in_its_name_parses() {
-        let line = "4242 (kube (x) y) S 17 4242 4242 0 -1 4194560 1 0 0 0 3 4 0 0 20 0 9 0 \
-                    123456 0 0 18446744073709551615";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                state: 'S',
-                parent: 17,
-                started: 123_456
-            })
-        );
-        assert_eq!(parse_stat("4242 (cut"), None);
-    }
 
     #[test]
     fn grandchildren_are_descendants_and_siblings_are_not() {

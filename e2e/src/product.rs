@@ -229,11 +229,6 @@ impl Operator {
         Ok(body)
     }
 
-    /// The port of `/metrics` on 127.0.0.1.
-    pub fn metrics_port(&self) -> u16 {
-        self.metrics_port
-    }
-
     /// The port of `/healthz` and `/readyz` on 127.0.0.1.
     pub fn health_port(&self) -> u16 {
         self.health_port

@@ -12,8 +12,8 @@ use e2e::observe::{self, ActiveCountRecorder};
 use e2e::process::Process;
 use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::suite::{self, Env, Scenario};
-use e2e::wait;
 use e2e::{Cluster, Options};
+use e2e::{procs, wait};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use kube::config::Kubeconfig;
@@ -967,7 +967,10 @@ async fn run_command_on_the_current_kubeconfig(env: Env) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    let operators = children_named(up_pid, "podscaler-operator")?;
+    let operators: Vec<_> = procs::descendants(up_pid)?
+        .into_iter()
+        .filter(|process| process.program == "podscaler-operator")
+        .collect();
     anyhow::ensure!(
         operators.len() == 1,
         "podscaler-up runs one operator, found {operators:?}"
@@ -1035,64 +1038,6 @@ fn kubeconfig_header(of: &Kubeconfig) -> Kubeconfig {
         api_version: of.api_version.clone(),
         ..Kubeconfig::default()
     }
-}
-
-/// A process, told apart from a later one that reuses its pid by its start time.
-#[derive(Debug, PartialEq)]
-struct ProcessId {
-    pid: u32,
-    started: u64,
-}
-
-impl ProcessId {
-    /// Whether this very process still runs (a zombie counts as gone).
-    fn is_alive(&self) -> bool {
-        proc_stat(self.pid).is_some_and(|stat| stat.started == self.started && stat.state != 'Z')
-    }
-}
-
-/// What `/proc/<pid>/stat` says of a process.
-struct ProcStat {
-    state: char,
-    parent: u32,
-    started: u64,
-}
-
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, the rest cannot.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    Some(ProcStat {
-        state: fields.first()?.chars().next()?,
-        parent: fields.get(1)?.parse().ok()?,
-        // Field 22 of stat(5), the 20th after `)`.
-        started: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// The live children of `parent` whose program is called `name`.
-fn children_named(parent: u32, name: &str) -> anyhow::Result<Vec<ProcessId>> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        // A process may exit while it is looked at.
-        let Some(stat) = proc_stat(pid) else { continue };
-        let Ok(program) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
-            continue;
-        };
-        if stat.parent == parent
-            && stat.state != 'Z'
-            && program.file_name().is_some_and(|file| file == name)
-        {
-            children.push(ProcessId {
-                pid,
-                started: stat.started,
-            });
-        }
-    }
-    Ok(children)
 }
 
 /// Without RBAC rights, or without a reachable API server, the operator exits at once with a

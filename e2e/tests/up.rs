@@ -98,6 +98,26 @@ async fn run_command_on_a_local_control_plane() -> anyhow::Result<()> {
         !shown.contains('\u{1b}'),
         "podscaler-up wrote colour codes to a file:\n{shown}"
     );
+    // Neither do the operator's and the webhook's logs (nor the control plane's) it shows.
+    let cluster_dir = kubeconfig.parent().context("the kubeconfig's directory")?;
+    let mut logs = 0;
+    for entry in std::fs::read_dir(cluster_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            logs += 1;
+            let text = std::fs::read_to_string(&path)?;
+            anyhow::ensure!(
+                !text.contains('\u{1b}'),
+                "{} holds colour codes",
+                path.display()
+            );
+        }
+    }
+    anyhow::ensure!(
+        logs >= 2,
+        "no operator and webhook logs in {}",
+        cluster_dir.display()
+    );
 
     let started = procs::descendants(up.pid())?;
     for program in [
@@ -121,7 +141,6 @@ async fn run_command_on_a_local_control_plane() -> anyhow::Result<()> {
     );
     let left: Vec<_> = started.iter().filter(|id| id.is_alive()).collect();
     anyhow::ensure!(left.is_empty(), "still running after Ctrl-C: {left:?}");
-    let cluster_dir = kubeconfig.parent().context("the kubeconfig's directory")?;
     anyhow::ensure!(
         !cluster_dir.exists(),
         "{} is left behind",
