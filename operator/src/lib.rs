@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod plan;
 pub mod process_metrics;
 pub mod reconcile;
+pub mod rest_client_metrics;
 pub mod status;
 pub mod telemetry;
 pub mod validation;

@@ -17,6 +17,7 @@ use podscaler::controller::{self, Scope};
 use podscaler::expectations::Expectations;
 use podscaler::metrics::Metrics;
 use podscaler::reconcile::{Context, Settings};
+use podscaler::rest_client_metrics::RestClientMetrics;
 use podscaler::telemetry;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,7 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let metrics = Metrics::register(&mut registry, args.max_concurrent_reconciles);
     podscaler::process_metrics::register(&mut registry);
     let cache_metrics = CacheMetrics::register(&mut registry);
+    let api_metrics = RestClientMetrics::register(&mut registry);
     let readiness = Readiness::default();
     let mut servers = Vec::new();
     if let Some(listener) = admin::bind(args.metrics_bind_address, "--metrics-bind-address").await?
@@ -75,7 +77,9 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         "no Kubernetes configuration: set KUBECONFIG, use ~/.kube/config, or run in a cluster",
     )?;
     let api_url = config.cluster_url.to_string();
-    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    let client = api_metrics
+        .client(config)
+        .context("building the Kubernetes client")?;
     let scope = args.scope();
     preflight(&client, &scope, &api_url).await?;
 

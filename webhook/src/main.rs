@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use podscaler::admin::{self, Endpoints, Readiness};
+use podscaler::rest_client_metrics::RestClientMetrics;
 use podscaler::telemetry;
 use podscaler_webhook::cli::Cli;
 use podscaler_webhook::{PodScalerIndex, cache};
@@ -37,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let readiness = Readiness::default();
     let mut registry = Registry::default();
     podscaler::process_metrics::register(&mut registry);
+    let api_metrics = RestClientMetrics::register(&mut registry);
 
     // The certificate first: a bad file is reported (naming it) before anything else.
     let (store, writer) = cache::store();
@@ -63,9 +65,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ));
     }
 
-    let client = kube::Client::try_default().await.context(
+    let config = kube::Config::infer().await.context(
         "creating the Kubernetes client: run in a cluster, or set KUBECONFIG to a kubeconfig",
     )?;
+    let client = api_metrics
+        .client(config)
+        .context("building the Kubernetes client")?;
     let cache_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
