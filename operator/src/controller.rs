@@ -164,6 +164,22 @@ pub async fn run(
     let scaler_events = scaler_events.filter(move |item| {
         std::future::ready(!matches!(item, Ok(scaler) if own_writes.is_own_status_write(scaler)))
     });
+    // The workqueue metrics' boundaries (see `crate::workqueue_metrics`): what enters the
+    // controller's scheduler here, and when a worker starts and ends a reconcile below; the
+    // requeues are told by `reconcile::reconcile` and `reconcile::error_policy`.
+    let queue = ctx.metrics().workqueue().clone();
+    let scaler_events = scaler_events.inspect({
+        let queue = queue.clone();
+        move |item| {
+            if let Ok(scaler) = item {
+                queue.added(ObjectRef::from_obj(scaler));
+            }
+        }
+    });
+    let triggered = triggered.inspect({
+        let queue = queue.clone();
+        move |scaler: &ObjectRef<PodScaler>| queue.added(scaler.clone())
+    });
     let controller = Controller::for_stream(scaler_events, scalers)
         .with_config(controller::Config::default().concurrency(concurrency));
     controller
@@ -172,12 +188,17 @@ pub async fn run(
         .run(
             move |scaler, ctx| {
                 let synced = pods_synced.is_ready();
+                let key = ObjectRef::from_obj(scaler.as_ref());
+                // Done when the pass ends or is dropped at shutdown.
+                let work = ctx.metrics().workqueue().started(&key);
                 async move {
+                    let _work = work;
                     if !synced {
                         // A stale pod cache can miss pods created just before an outage (too
                         // few: create again) or show deleted ones (too many). The relist's
                         // InitDone wakes every PodScaler.
                         tracing::debug!(podscaler = %scaler.name_any(), "pod cache stale; reconcile held back");
+                        ctx.metrics().workqueue().requeued(key, STALE_CACHE_RECHECK);
                         return Ok(Action::requeue(STALE_CACHE_RECHECK));
                     }
                     reconcile::reconcile(scaler, ctx).await
@@ -188,6 +209,7 @@ pub async fn run(
         )
         .for_each(|outcome| {
             let ctx = Arc::clone(&ctx);
+            let queue = queue.clone();
             async move {
                 match outcome {
                     Ok((scaler, _)) => tracing::debug!(podscaler = %scaler, "reconciled"),
@@ -195,6 +217,7 @@ pub async fn run(
                     Err(controller::Error::ObjectNotFound(gone)) => {
                         let namespace = gone.namespace.clone().unwrap_or_default();
                         tracing::info!(podscaler = %gone, "PodScaler deleted");
+                        queue.discarded(&ObjectRef::new(&gone.name).within(&namespace));
                         ctx.forget(&namespace, &gone.name);
                     }
                     Err(controller::Error::ReconcilerFailed(..)) => {} // logged by the error policy

@@ -24,3 +24,4 @@ pub mod rest_client_metrics;
 pub mod status;
 pub mod telemetry;
 pub mod validation;
+pub mod workqueue_metrics;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use std::fmt::Write as _;
 
+use kube::runtime::reflector::ObjectRef;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::api::PodScalerStatus;
+use crate::api::{PodScaler, PodScalerStatus};
+use crate::workqueue_metrics::WorkqueueMetrics;
 
 /// The `controller` label value.
 pub const CONTROLLER: &str = "podscaler";
@@ -86,6 +88,8 @@ type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     reconcile_total: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ControllerLabels, Counter>,
+    reconcile_panics: Family<ControllerLabels, Counter>,
+    terminal_errors: Family<ControllerLabels, Counter>,
     reconcile_time: HistogramFamily,
     active_workers: Family<ControllerLabels, Gauge>,
     desired: Family<ScalerLabels, Gauge>,
@@ -94,6 +98,7 @@ pub struct Metrics {
     available: Family<ScalerLabels, Gauge>,
     foreign: Family<ScalerLabels, Gauge>,
     foreign_deletions: Family<ScalerLabels, Counter>,
+    workqueue: WorkqueueMetrics<ObjectRef<PodScaler>>,
 }
 
 const LABELS: ControllerLabels = ControllerLabels {
@@ -101,11 +106,15 @@ const LABELS: ControllerLabels = ControllerLabels {
 };
 
 impl Metrics {
-    /// Registers the metrics; `max_concurrent_reconciles` is published as a constant gauge.
+    /// Registers the metrics, the controller's workqueue metrics with them;
+    /// `max_concurrent_reconciles` is published as a constant gauge.
     pub fn register(registry: &mut Registry, max_concurrent_reconciles: u16) -> Self {
+        let workqueue = WorkqueueMetrics::register(registry, CONTROLLER);
         let metrics = Self {
             reconcile_total: Family::default(),
             reconcile_errors: Family::default(),
+            reconcile_panics: Family::default(),
+            terminal_errors: Family::default(),
             reconcile_time: Family::new_with_constructor(|| Histogram::new(RECONCILE_TIME_BUCKETS)),
             active_workers: Family::default(),
             desired: Family::default(),
@@ -114,6 +123,7 @@ impl Metrics {
             available: Family::default(),
             foreign: Family::default(),
             foreign_deletions: Family::default(),
+            workqueue,
         };
         let max_concurrent: Family<ControllerLabels, Gauge> = Family::default();
         max_concurrent
@@ -128,6 +138,8 @@ impl Metrics {
             }));
         }
         drop(metrics.reconcile_errors.get_or_create(&LABELS));
+        drop(metrics.reconcile_panics.get_or_create(&LABELS));
+        drop(metrics.terminal_errors.get_or_create(&LABELS));
         drop(metrics.reconcile_time.get_or_create(&LABELS));
         drop(metrics.active_workers.get_or_create(&LABELS));
 
@@ -141,6 +153,17 @@ impl Metrics {
             "reconcile_errors",
             "Total number of reconciliation errors per controller",
             metrics.reconcile_errors.clone(),
+        );
+        runtime.register(
+            "reconcile_panics",
+            "Total number of reconciliation panics per controller",
+            metrics.reconcile_panics.clone(),
+        );
+        // See `Metrics::terminal_error` for what is terminal here.
+        runtime.register(
+            "terminal_reconcile_errors",
+            "Total number of terminal reconciliation errors per controller",
+            metrics.terminal_errors.clone(),
         );
         runtime.register(
             "reconcile_time_seconds",
@@ -199,6 +222,26 @@ impl Metrics {
             metrics: self.clone(),
             started: Instant::now(),
         }
+    }
+
+    /// Counts a reconcile that panicked (caught, and failed as an error: see
+    /// [`crate::reconcile::reconcile`]).
+    pub fn reconcile_panicked(&self) {
+        self.reconcile_panics.get_or_create(&LABELS).inc();
+    }
+
+    /// Counts a reconcile that failed with an error retrying cannot fix, which is not retried
+    /// until the PodScaler changes ([`crate::reconcile::Error::is_terminal`]). The only such error is a
+    /// PodScaler without a namespace, which the API server never serves for a namespaced CRD,
+    /// so in practice this stays at 0: every other failure (API errors, refused creates and
+    /// deletes, panics) may pass and is retried with backoff.
+    pub fn terminal_error(&self) {
+        self.terminal_errors.get_or_create(&LABELS).inc();
+    }
+
+    /// The controller's workqueue metrics.
+    pub fn workqueue(&self) -> &WorkqueueMetrics<ObjectRef<PodScaler>> {
+        &self.workqueue
     }
 
     /// Publishes a PodScaler's counts.
@@ -316,6 +359,13 @@ mod tests {
             )
         );
         assert!(text.contains("controller_runtime_reconcile_time_seconds_bucket{le=\"60.0\",controller=\"podscaler\"} 0\n"));
+        for zero in [
+            "controller_runtime_reconcile_panics_total{controller=\"podscaler\"} 0\n",
+            "controller_runtime_terminal_reconcile_errors_total{controller=\"podscaler\"} 0\n",
+            "workqueue_adds_total{name=\"podscaler\",controller=\"podscaler\"} 0\n",
+        ] {
+            assert!(text.contains(zero), "missing {zero:?} in\n{text}");
+        }
         // prometheus-client ends every registered help text with a period of its own.
         let doubled: Vec<&str> = text
             .lines()
@@ -357,6 +407,28 @@ mod tests {
         assert!(text.contains(
             "controller_runtime_reconcile_time_seconds_count{controller=\"podscaler\"} 1\n"
         ));
+    }
+
+    #[test]
+    fn panics_and_terminal_errors_are_counted() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry, 1);
+        metrics.reconcile_panicked();
+        metrics.terminal_error();
+        metrics.terminal_error();
+        let text = encode(&registry);
+        assert!(
+            text.contains(
+                "controller_runtime_reconcile_panics_total{controller=\"podscaler\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "controller_runtime_terminal_reconcile_errors_total{controller=\"podscaler\"} 2\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! the controller's decisions lives here.
 
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -59,6 +60,43 @@ pub enum Error {
         /// The failure, as written to the `ReplicaFailure` condition.
         message: String,
     },
+    /// The pass panicked. Caught so that it fails this pass (and is retried with backoff, as
+    /// controller-runtime's `RecoverPanic` does) instead of ending the controller.
+    #[error("PodScaler {key}: the reconcile panicked: {message}")]
+    Panicked {
+        /// `namespace/name`.
+        key: String,
+        /// The panic's message, when it has one.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying cannot fix this error, so the PodScaler waits for a change instead:
+    /// controller-runtime's terminal error. Only a PodScaler without a namespace is; API
+    /// errors, refused creates and deletes, and panics may pass.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::MissingNamespace(_))
+    }
+}
+
+/// When a PodScaler is looked at again after a pass: its kube-runtime `Action`, kept as its
+/// own type because an `Action` does not tell its delay, which the workqueue metrics count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Requeue {
+    /// After this delay, or at the next change if that comes first.
+    After(Duration),
+    /// Only at the next change.
+    OnChange,
+}
+
+impl From<Requeue> for Action {
+    fn from(requeue: Requeue) -> Self {
+        match requeue {
+            Requeue::After(delay) => Action::requeue(delay),
+            Requeue::OnChange => Action::await_change(),
+        }
+    }
 }
 
 /// Knobs of the reconcile loop.
@@ -157,13 +195,17 @@ impl Context {
 
     /// Records a failed pass of `scaler` and returns when to retry it: 5 ms doubling to
     /// [`crate::backoff::MAX_DELAY`], per PodScaler.
-    pub fn error_action(&self, scaler: &PodScaler) -> Action {
-        let delay = lock(&self.backoff).failed(
+    pub fn error_delay(&self, scaler: &PodScaler) -> Duration {
+        lock(&self.backoff).failed(
             &scaler_key(scaler),
             scaler.metadata.generation,
             Instant::now(),
-        );
-        Action::requeue(delay)
+        )
+    }
+
+    /// The operator's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 
@@ -179,26 +221,75 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The controller's reconcile function: times and counts the pass around [`reconcile_scaler`].
+/// The controller's reconcile function: times and counts the pass around [`reconcile_scaler`],
+/// turns a panic into [`Error::Panicked`], and tells the workqueue metrics of the requeue.
 pub async fn reconcile(scaler: Arc<PodScaler>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started();
-    let result = reconcile_scaler(&scaler, &ctx).await;
+    let result = catch_panic(scaler_key(&scaler), reconcile_scaler(&scaler, &ctx)).await;
     timer.finish(match &result {
-        Ok(action) if *action == Action::await_change() => ReconcileResult::Success,
-        Ok(_) => ReconcileResult::RequeueAfter,
+        Ok(Requeue::OnChange) => ReconcileResult::Success,
+        Ok(Requeue::After(_)) => ReconcileResult::RequeueAfter,
         Err(_) => ReconcileResult::Error,
     });
-    result
+    match &result {
+        Ok(Requeue::After(delay)) => ctx
+            .metrics
+            .workqueue()
+            .requeued(ObjectRef::from_obj(scaler.as_ref()), *delay),
+        Ok(Requeue::OnChange) => {}
+        Err(Error::Panicked { .. }) => ctx.metrics.reconcile_panicked(),
+        Err(error) if error.is_terminal() => ctx.metrics.terminal_error(),
+        Err(_) => {}
+    }
+    result.map(Action::from)
 }
 
-/// The controller's error policy: log and retry after the PodScaler's backoff.
+/// Runs `pass`, turning a panic into [`Error::Panicked`]. kube-runtime polls reconcile futures
+/// inside the controller's own stream, so an uncaught panic would end the controller.
+///
+/// `AssertUnwindSafe`: what a pass shares with others sits behind mutexes whose poisoning is
+/// ignored and whose critical sections leave consistent state; a pass that stops halfway
+/// leaves what a pass cancelled at shutdown leaves, which the next pass reads from the caches
+/// and the expectations again.
+async fn catch_panic<T>(
+    key: String,
+    pass: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match AssertUnwindSafe(pass).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Panicked {
+            key,
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// The message of a `panic!` (a `&str` or a `String`; anything else has none to show).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// The controller's error policy: log and retry after the PodScaler's backoff; after a
+/// terminal error, wait for the PodScaler to change.
 pub fn error_policy(scaler: Arc<PodScaler>, error: &Error, ctx: Arc<Context>) -> Action {
-    let action = ctx.error_action(&scaler);
-    tracing::warn!(podscaler = %scaler_key(&scaler), error = %error, ?action, "reconcile failed; backing off");
-    action
+    let key = scaler_key(&scaler);
+    if error.is_terminal() {
+        tracing::error!(podscaler = %key, error = %error, "reconcile failed; not retried until the PodScaler changes");
+        return Action::await_change();
+    }
+    let delay = ctx.error_delay(&scaler);
+    ctx.metrics
+        .workqueue()
+        .requeued(ObjectRef::from_obj(scaler.as_ref()), delay);
+    tracing::warn!(podscaler = %key, error = %error, ?delay, "reconcile failed; backing off");
+    Action::requeue(delay)
 }
 
-async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Requeue, Error> {
     let name = scaler.name_any();
     let namespace = scaler
         .namespace()
@@ -207,7 +298,7 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     if scaler.meta().deletion_timestamp.is_some() {
         // Garbage collection removes the pods through their owner references.
         ctx.forget(&namespace, &name);
-        return Ok(Action::await_change());
+        return Ok(Requeue::OnChange);
     }
 
     // A failed pass is retried on its backoff schedule, whatever wakes the PodScaler before
@@ -216,7 +307,7 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     let now = Instant::now();
     if let Gate::Wait(remaining) = lock(&ctx.backoff).gate(&key, scaler.metadata.generation, now) {
         tracing::debug!(podscaler = %key, ?remaining, "backing off after a failed pass");
-        return Ok(Action::requeue(remaining));
+        return Ok(Requeue::After(remaining));
     }
 
     // Expectations first, then the pods: the cache only moves forward, so pods read after a
@@ -306,7 +397,7 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Action, E
     let requeue = next_hold_end.map_or(ctx.settings.requeue_after, |end| {
         end.min(ctx.settings.requeue_after)
     });
-    Ok(Action::requeue(requeue))
+    Ok(Requeue::After(requeue))
 }
 
 /// Event types (core/v1 `type`).
@@ -636,6 +727,36 @@ fn list_names(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_pass_fails_with_its_message() {
+        let failed = catch_panic::<()>("ns/web".to_owned(), async {
+            panic!("index out of bounds: {}", 3);
+        })
+        .await;
+        match failed {
+            Err(error @ Error::Panicked { .. }) => {
+                assert_eq!(
+                    error.to_string(),
+                    "PodScaler ns/web: the reconcile panicked: index out of bounds: 3"
+                );
+                assert!(!error.is_terminal(), "a panic is retried");
+            }
+            other => panic!("not a caught panic: {other:?}"),
+        }
+        let passed = catch_panic("ns/web".to_owned(), async { Ok(Requeue::OnChange) }).await;
+        assert!(matches!(passed, Ok(Requeue::OnChange)));
+    }
+
+    #[test]
+    fn only_a_missing_namespace_is_terminal() {
+        assert!(Error::MissingNamespace("web".to_owned()).is_terminal());
+        let refused = Error::Replicas {
+            key: "ns/web".to_owned(),
+            message: "exceeded quota".to_owned(),
+        };
+        assert!(!refused.is_terminal());
+    }
 
     #[test]
     fn event_names_are_summarised() {
