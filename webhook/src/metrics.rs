@@ -80,6 +80,8 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     connection_errors: Family<ReasonLabels, Counter>,
     certificate_reloads: Family<ResultLabels, Counter>,
+    certificate_reads: Counter,
+    certificate_read_errors: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +99,8 @@ impl Metrics {
             decisions: Family::default(),
             connection_errors: Family::default(),
             certificate_reloads: Family::default(),
+            certificate_reads: Counter::default(),
+            certificate_read_errors: Counter::default(),
         };
         registry.register(
             "controller_runtime_webhook_requests",
@@ -128,12 +132,30 @@ impl Metrics {
             "Serving certificate reloads after the files changed, by result (success, error)",
             metrics.certificate_reloads.clone(),
         );
+        // controller-runtime's certwatcher counters: every look at the certificate files.
+        registry.register(
+            "certwatcher_read_certificate",
+            "Total number of certificate reads",
+            metrics.certificate_reads.clone(),
+        );
+        registry.register(
+            "certwatcher_read_certificate_errors",
+            "Total number of certificate read errors",
+            metrics.certificate_read_errors.clone(),
+        );
         for webhook in webhooks {
             let labels = WebhookLabels {
                 webhook: (*webhook).to_owned(),
             };
             drop(metrics.in_flight.get_or_create(&labels));
             drop(metrics.latency.get_or_create(&labels));
+            // The codes controller-runtime's `InstrumentedHook` creates at zero for each path.
+            for code in ["200", "500"] {
+                drop(metrics.requests.get_or_create(&RequestLabels {
+                    webhook: labels.webhook.clone(),
+                    code: code.to_owned(),
+                }));
+            }
         }
         for result in ["success", "error"] {
             drop(metrics.certificate_reloads.get_or_create(&ResultLabels {
@@ -190,6 +212,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one read of the certificate files; `served` tells whether what was read can be
+    /// served (a file that is missing, or holds a certificate or key that cannot be used, is a
+    /// read error).
+    pub fn observe_certificate_read(&self, served: bool) {
+        self.certificate_reads.inc();
+        if !served {
+            self.certificate_read_errors.inc();
+        }
+    }
+
     /// Records a certificate reload attempt.
     pub fn observe_certificate_reload(&self, success: bool) {
         let result = if success { "success" } else { "error" };
@@ -222,6 +254,23 @@ mod tests {
     }
 
     #[test]
+    fn request_codes_200_and_500_exist_at_zero_per_path() {
+        let mut registry = Registry::default();
+        let _metrics = Metrics::register(&mut registry, &["/validate-x", "/mutate-x"]);
+        let text = encode(&registry);
+        for line in [
+            "controller_runtime_webhook_requests_total{webhook=\"/validate-x\",code=\"200\"} 0\n",
+            "controller_runtime_webhook_requests_total{webhook=\"/validate-x\",code=\"500\"} 0\n",
+            "controller_runtime_webhook_requests_total{webhook=\"/mutate-x\",code=\"200\"} 0\n",
+            "controller_runtime_webhook_requests_total{webhook=\"/mutate-x\",code=\"500\"} 0\n",
+            "certwatcher_read_certificate_total 0\n",
+            "certwatcher_read_certificate_errors_total 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn names_and_labels_match_controller_runtime() {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry, &["/validate-x"]);
@@ -239,6 +288,8 @@ mod tests {
         metrics.observe_decision("/validate-x", "CREATE", false);
         metrics.observe_connection_error(ConnectionError::HandshakeTimeout);
         metrics.observe_certificate_reload(true);
+        metrics.observe_certificate_read(true);
+        metrics.observe_certificate_read(false);
         let text = encode(&registry);
         for line in [
             "controller_runtime_webhook_requests_in_flight{webhook=\"/validate-x\"} 0\n",
@@ -250,6 +301,8 @@ mod tests {
             "podscaler_webhook_connection_errors_total{reason=\"tls_handshake_timeout\"} 1\n",
             "podscaler_webhook_certificate_reloads_total{result=\"success\"} 1\n",
             "podscaler_webhook_certificate_reloads_total{result=\"error\"} 0\n",
+            "certwatcher_read_certificate_total 2\n",
+            "certwatcher_read_certificate_errors_total 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

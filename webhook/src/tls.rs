@@ -331,6 +331,10 @@ pub struct Reloader {
     seen: PemFiles,
     /// The previous look failed: a failure now is reported, not retried.
     unsettled: bool,
+    /// `seen` is what is served; false once files that cannot be served were reported, so
+    /// looking at them again counts as a read error again (as controller-runtime's
+    /// certwatcher counts each failed read).
+    serving_seen: bool,
     metrics: Option<Metrics>,
 }
 
@@ -345,13 +349,16 @@ impl Reloader {
             resolver: Arc::new(CertResolver::new(key)),
             seen: files,
             unsettled: false,
+            serving_seen: true,
             metrics: None,
         })
     }
 
-    /// Counts reloads in `metrics`.
+    /// Counts reloads and certificate reads in `metrics`, starting with the read that loaded
+    /// the certificate (a `Reloader` exists only after one succeeded).
     #[must_use]
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        metrics.observe_certificate_read(true);
         self.metrics = Some(metrics);
         self
     }
@@ -366,8 +373,22 @@ impl Reloader {
     /// The kubelet updates a Secret volume by writing a new directory, re-pointing `..data`
     /// and removing the old directory, so a look can catch the certificate of one generation
     /// with the key of the next, or a file that was just removed. A failure is therefore only
-    /// reported when the next look fails too.
+    /// reported when the next look fails too. Every look is one certificate read in the
+    /// metrics, an error unless it found files that can be served.
     pub fn poll(&mut self) -> Poll {
+        let outcome = self.look();
+        if let Some(metrics) = &self.metrics {
+            let served = match outcome {
+                Poll::Unchanged => self.serving_seen,
+                Poll::Reloaded => true,
+                Poll::Unsettled | Poll::Failed(_) => false,
+            };
+            metrics.observe_certificate_read(served);
+        }
+        outcome
+    }
+
+    fn look(&mut self) -> Poll {
         let failure = match self.dir.read() {
             Err(error) => error,
             Ok(files) if files == self.seen => {
@@ -378,12 +399,14 @@ impl Reloader {
                 Ok(key) => {
                     self.resolver.replace(key);
                     self.seen = files;
+                    self.serving_seen = true;
                     self.unsettled = false;
                     return Poll::Reloaded;
                 }
                 Err(error) if self.unsettled => {
                     // Remembered as seen: reported once, not at every poll.
                     self.seen = files;
+                    self.serving_seen = false;
                     self.unsettled = false;
                     return Poll::Failed(error);
                 }
