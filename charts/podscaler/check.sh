@@ -225,8 +225,8 @@ expect_count all-on 8 '^ +runbook_url: https://example\.com/podscaler/blob/main/
 	'runbook_url into the repository docs/runbooks.md'
 # The dashboard: a Cluster variable (All by default), and every query filtered by it.
 expect_count all-on 1 '^ +"name": "cluster",$' 'the dashboard Cluster variable'
-expect_count all-on 26 '^ +"expr": ' 'dashboard queries'
-expect_count all-on 26 '^ +"expr": ".*\{cluster=~\\"\$cluster\\",' 'dashboard queries filtered by cluster'
+expect_count all-on 36 '^ +"expr": ' 'dashboard queries'
+expect_count all-on 36 '^ +"expr": ".*\{cluster=~\\"\$cluster\\",' 'dashboard queries filtered by cluster'
 expect_count all-on 3 '^ +"query": "label_values\([a-z_]+\{cluster=~\\"\$cluster\\",' 'dashboard variables filtered by cluster'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-operator-metrics\$" 'PodMonitor job relabeling (operator)'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-webhook-metrics\$" 'PodMonitor job relabeling (webhook)'
@@ -263,7 +263,7 @@ expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook on
 
 # Renamed cluster label: every matcher and the variable's label_values() follow; nothing else.
 render cluster-label --values "$chart/ci/all-on-values.yaml" --set monitoring.grafanaDashboard.clusterLabel=k8s_cluster
-expect_count cluster-label 26 '^ +"expr": ".*\{k8s_cluster=~\\"\$cluster\\",' 'queries filtered by k8s_cluster'
+expect_count cluster-label 36 '^ +"expr": ".*\{k8s_cluster=~\\"\$cluster\\",' 'queries filtered by k8s_cluster'
 expect_count cluster-label 1 '^ +"query": "label_values\(.*\}, k8s_cluster\)",$' 'the Cluster variable lists k8s_cluster'
 expect_count cluster-label 0 '[^_]cluster=~' 'a matcher on the default cluster label'
 render runbooks --set monitoring.prometheusRule.enabled=true \
