@@ -260,9 +260,9 @@ fn serve(
             let tls = tls.clone();
             tokio::spawn(async move {
                 let served = match tls {
-                    None => watcher.watch(connection(stream, endpoints)).await,
+                    None => connection(stream, endpoints, watcher).await,
                     Some(acceptor) => match handshake(&acceptor, stream).await {
-                        Ok(stream) => watcher.watch(connection(stream, endpoints)).await,
+                        Ok(stream) => connection(stream, endpoints, watcher).await,
                         Err(err) => {
                             tracing::debug!(error = %err, "admin server: TLS handshake failed");
                             return;
@@ -287,19 +287,12 @@ async fn handshake(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
-/// One HTTP/1 connection answering with [`handle`].
-fn connection<S>(
+/// Serves one HTTP/1 connection with [`handle`] until it closes or shutdown drains it.
+async fn connection<S>(
     stream: S,
     endpoints: Endpoints,
-) -> hyper::server::conn::http1::Connection<
-    TokioIo<S>,
-    impl hyper::service::Service<
-        Request<Incoming>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
-    > + Send,
->
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -307,11 +300,12 @@ where
         let endpoints = endpoints.clone();
         async move { Ok::<_, Infallible>(handle(&endpoints, &request).await) }
     });
-    hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_BUF_SIZE)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(stream), service);
+    watcher.watch(connection).await
 }
 
 /// Answers `request`: asks [`MetricsAuth`] first when the endpoint is guarded.
