@@ -161,7 +161,7 @@ render default
 # Without --kube-version: helm's built-in default (stamped by build.sh) satisfies kubeVersion.
 render_with_default_kube default-kube
 expect_count default-kube 1 '^kind: ValidatingWebhookConfiguration$'
-expect_kinds default "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
+expect_kinds default "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Service=3 Deployment=2
 	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 # Hardening of both Deployments.
 expect_count default 2 '^ +readOnlyRootFilesystem: true$'
@@ -207,15 +207,25 @@ expect_count default 1 '^ +verbs: \["get", "list", "watch", "create", "delete"\]
 expect_count default 2 '^ +verbs: \["get", "list", "watch"\]$' 'podscalers read (operator + webhook)'
 expect_count default 1 '^ +verbs: \["create", "patch"\]$' 'events.k8s.io verbs'
 expect_count default 0 'prometheus.io/scrape'
+# Secure metrics (metrics.secure, on by default): both binaries, and exactly the review verbs.
+expect_count default 2 '^ +- --metrics-secure=true$'
+expect_count default 1 '^ +resources: \["tokenreviews"\]$'
+expect_count default 1 '^ +resources: \["subjectaccessreviews"\]$'
+expect_count default 2 '^ +verbs: \["create"\]$' 'tokenreviews + subjectaccessreviews create'
 
 # --- 2b. every toggle on (the file the e2e suite renders) ----------------------------------------
 render all-on --values "$chart/ci/all-on-values.yaml"
-expect_kinds all-on "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=3 Service=3 Deployment=2
+expect_kinds all-on "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=4 Service=3 Deployment=2
 	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1
 	ServiceMonitor=1 PodMonitor=1 PrometheusRule=1 ConfigMap=1"
 expect_count all-on 3 '^    release: prometheus$' 'release: prometheus on ServiceMonitor, PodMonitor, PrometheusRule'
 expect_count all-on 1 '^    grafana_dashboard: "1"$'
 expect_count all-on 2 '^ +prometheus.io/scrape: "true"$'
+expect_count all-on 2 '^ +prometheus.io/scheme: https$'
+expect_count all-on 2 '^ +scheme: https$' 'ServiceMonitor and PodMonitor over HTTPS'
+expect_count all-on 1 '^ +bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token$' 'ServiceMonitor: Prometheus token'
+expect_count all-on 1 '^ +name: prometheus-token$' 'PodMonitor: the token Secret'
+expect_count all-on 2 '^ +insecureSkipVerify: true$'
 expect_count all-on 2 '^ +honorLabels: true$'
 expect_count all-on 1 '^ +- --http2$'
 expect_count all-on 8 '^ +- alert: PodScaler' 'alerts'
@@ -234,7 +244,7 @@ expect_count all-on 1 '^ +name: prometheus-kube-prometheus-prometheus$' 'metrics
 
 # --- 3. variants --------------------------------------------------------------------------
 render namespaced --set operator.watchNamespace=team-a
-expect_kinds namespaced "ServiceAccount=2 ClusterRole=2 ClusterRoleBinding=1 Role=1 RoleBinding=1 Service=3
+expect_kinds namespaced "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Role=1 RoleBinding=1 Service=3
 	Deployment=2 PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1
 	ValidatingWebhookConfiguration=1"
 expect_count namespaced 2 '^  namespace: team-a$' 'Role and RoleBinding in the watched namespace'
@@ -242,7 +252,7 @@ expect_count namespaced 1 '^ +- --namespace=team-a$'
 
 render own-secret --set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls \
 	--set webhook.tls.secret.caBundle=Q0E=
-expect_kinds own-secret "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
+expect_kinds own-secret "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Service=3 Deployment=2
 	PodDisruptionBudget=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 expect_count own-secret 2 '^ +caBundle: Q0E=$'
 expect_count own-secret 0 'inject-ca-from'
@@ -250,14 +260,14 @@ expect_count own-secret 1 '^ +secretName: my-tls$'
 
 render cluster-issuer --set webhook.tls.certManager.issuerRef.kind=ClusterIssuer \
 	--set webhook.tls.certManager.issuerRef.name=corp-ca --set webhook.tls.certManager.issuerRef.group=cert-manager.io
-expect_kinds cluster-issuer "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Service=3 Deployment=2
+expect_kinds cluster-issuer "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Service=3 Deployment=2
 	PodDisruptionBudget=1 Certificate=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 expect_count cluster-issuer 1 '^ +kind: ClusterIssuer$'
 expect_count cluster-issuer 2 'inject-ca-from'
 
 render no-webhook --set webhook.enabled=false --set monitoring.serviceMonitor.enabled=true \
 	--set monitoring.prometheusRule.enabled=true
-expect_kinds no-webhook "ServiceAccount=1 ClusterRole=2 ClusterRoleBinding=1 Service=1 Deployment=1
+expect_kinds no-webhook "ServiceAccount=1 ClusterRole=3 ClusterRoleBinding=2 Service=1 Deployment=1
 	ServiceMonitor=1 PrometheusRule=1"
 expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook ones'
 
@@ -282,6 +292,13 @@ render capability-secret --set webhook.tls.certManager.capabilityCheck=always --
 	--set webhook.tls.secret.name=my-tls --set webhook.tls.secret.caBundle=Q0E=
 render capability-no-webhook --set webhook.tls.certManager.capabilityCheck=always --set webhook.enabled=false
 
+# Plain-HTTP metrics: no review rights, plain scrapes.
+render plain-metrics --values "$chart/ci/all-on-values.yaml" --set metrics.secure=false
+expect_count plain-metrics 0 'tokenreviews|subjectaccessreviews|bearerTokenFile|insecureSkipVerify'
+expect_count plain-metrics 2 '^ +- --metrics-secure=false$'
+expect_count plain-metrics 2 '^ +scheme: http$'
+expect_count plain-metrics 2 '^ +prometheus.io/scheme: http$'
+
 render single-webhook --set webhook.replicas=1
 expect_count single-webhook 0 '^kind: PodDisruptionBudget$' 'no PDB that would block drains'
 
@@ -302,6 +319,8 @@ fi
 # --- 4. refused values --------------------------------------------------------------------
 expect_refused "a typo in a key" "additional properties 'imge' not allowed" --set operator.imge.tag=x
 expect_refused "an unknown top-level key" "additional properties 'replicaCount' not allowed" --set replicaCount=3
+expect_refused "a PodMonitor with secure metrics and no token" "monitoring.podMonitor.authorization" \
+	--set monitoring.podMonitor.enabled=true
 expect_refused "a bad failurePolicy" "failurePolicy" --set webhook.failurePolicy=Sometimes
 expect_refused "a webhook timeout over 30s" "timeoutSeconds" --set webhook.timeoutSeconds=31
 expect_refused "a --max-count over the CRD's hard maximum" "maxCount" --set webhook.maxCount=100001

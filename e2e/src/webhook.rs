@@ -56,6 +56,17 @@ impl Webhook {
     /// server is told to trust) and waits for `/readyz`. The certificate files are re-read
     /// every second so rotation is quick to observe.
     pub async fn start(cluster: &Cluster, name: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_as(cluster, name, cluster.kubeconfig(), extra_args).await
+    }
+
+    /// As [`Webhook::start`], with the identity `kubeconfig` gives (a ServiceAccount's token,
+    /// to run with exactly the chart's RBAC).
+    pub async fn start_as(
+        cluster: &Cluster,
+        name: &str,
+        kubeconfig: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let product = Product::build().await?;
         let binary = std::env::var_os(WEBHOOK_OVERRIDE).map_or(product.webhook, PathBuf::from);
         let certs = SecretVolume::create(&cluster.dir().join(format!("{name}-certs")))?;
@@ -77,7 +88,7 @@ impl Webhook {
             &format!("webhook-{name}"),
             &binary,
             &args,
-            &[("KUBECONFIG", cluster.kubeconfig().display().to_string())],
+            &[("KUBECONFIG", kubeconfig.display().to_string())],
             cluster.dir(),
         )?;
         product::wait_ready(&mut process, health_port).await?;

@@ -1,25 +1,32 @@
 //! The small HTTP servers both binaries run beside their main work: `/metrics` on
-//! `--metrics-bind-address` and `/healthz` + `/readyz` on `--health-probe-bind-address`.
+//! `--metrics-bind-address` (HTTPS and authorized with `--metrics-secure`, see
+//! [`crate::metrics_auth`]) and `/healthz` + `/readyz` on `--health-probe-bind-address`,
+//! always plain HTTP (the kubelet probes it).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::exposition;
+use crate::metrics_auth::{KubeReviewer, MetricsAuth};
+use crate::metrics_tls;
 
 /// A `--*-bind-address` value as kubebuilder users write it: `:8080` (every interface),
 /// `127.0.0.1:8080`, `[::1]:8080`, or `0` to turn the server off.
@@ -148,6 +155,9 @@ pub enum Endpoints {
     /// `GET /metrics`: the registry, in the format the `Accept` header asks for
     /// ([`exposition::Format::negotiate`]).
     Metrics(Arc<Registry>),
+    /// `GET /metrics` as [`Endpoints::Metrics`], for callers [`MetricsAuth`] allows: 401
+    /// without a valid bearer token, 403 without RBAC's `get` on the `/metrics` URL.
+    AuthorizedMetrics(Arc<Registry>, Arc<MetricsAuth>),
     /// `GET /healthz` (always 200 while the process serves) and `GET /readyz`.
     Health(Readiness),
 }
@@ -163,9 +173,71 @@ pub async fn bind(address: BindAddress, flag: &str) -> anyhow::Result<Option<Tcp
     }
 }
 
-/// Serves `endpoints` on `listener` until `shutdown` is cancelled, then lets open requests finish.
+/// What `--metrics-secure` needs: where the certificate is (none: generated) and the client
+/// the reviews are made with.
+#[derive(Clone)]
+pub struct SecureMetrics<'a> {
+    /// `--metrics-cert-dir`.
+    pub cert_dir: Option<&'a std::path::Path>,
+    /// The binary's own client: its identity needs `create` on tokenreviews and
+    /// subjectaccessreviews.
+    pub client: kube::Client,
+}
+
+/// Serves `registry` at `/metrics` on `listener`: plain HTTP, or with `secure` HTTPS to
+/// authorized callers only. Fails when the certificate cannot be loaded or generated.
+pub fn spawn_metrics(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    secure: Option<SecureMetrics<'_>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let Some(secure) = secure else {
+        return Ok(spawn(listener, Endpoints::Metrics(registry), shutdown));
+    };
+    let cert = metrics_tls::serving_cert(secure.cert_dir)?;
+    let tls = metrics_tls::server_config(cert)?;
+    let auth = MetricsAuth::new(KubeReviewer::new(secure.client));
+    Ok(spawn_tls(
+        listener,
+        Arc::new(tls),
+        Endpoints::AuthorizedMetrics(registry, Arc::new(auth)),
+        shutdown,
+    ))
+}
+
+/// How long a client may take for its TLS handshake, and for a request's headers. Scrapers and
+/// probes send a few hundred bytes; a slow client only holds a connection this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// See [`HANDSHAKE_TIMEOUT`].
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head read: a scrape's headers (a bearer token of a few KiB included)
+/// fit many times over.
+const MAX_BUF_SIZE: usize = 64 * 1024;
+
+/// Serves `endpoints` over plain HTTP on `listener` until `shutdown` is cancelled, then lets
+/// open requests finish.
 pub fn spawn(
     listener: TcpListener,
+    endpoints: Endpoints,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    serve(listener, None, endpoints, shutdown)
+}
+
+/// As [`spawn`], over TLS with `tls` (see [`crate::metrics_tls`]).
+pub fn spawn_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    endpoints: Endpoints,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    serve(listener, Some(TlsAcceptor::from(tls)), endpoints, shutdown)
+}
+
+fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     endpoints: Endpoints,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -183,16 +255,21 @@ pub fn spawn(
                     continue;
                 }
             };
+            let watcher = graceful.watcher();
             let endpoints = endpoints.clone();
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&endpoints, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
+            let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(err) = connection.await {
+                let served = match tls {
+                    None => connection(stream, endpoints, watcher).await,
+                    Some(acceptor) => match handshake(&acceptor, stream).await {
+                        Ok(stream) => connection(stream, endpoints, watcher).await,
+                        Err(err) => {
+                            tracing::debug!(error = %err, "admin server: TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                if let Err(err) = served {
                     tracing::debug!(error = %err, "admin server: connection ended with an error");
                 }
             });
@@ -201,13 +278,71 @@ pub fn spawn(
     })
 }
 
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// Serves one HTTP/1 connection with [`handle`] until it closes or shutdown drains it.
+async fn connection<S>(
+    stream: S,
+    endpoints: Endpoints,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let endpoints = endpoints.clone();
+        async move { Ok::<_, Infallible>(handle(&endpoints, &request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF_SIZE)
+        .serve_connection(TokioIo::new(stream), service);
+    watcher.watch(connection).await
+}
+
+/// Answers `request`: asks [`MetricsAuth`] first when the endpoint is guarded.
+async fn handle<B>(endpoints: &Endpoints, request: &Request<B>) -> Response<Full<Bytes>> {
+    let Endpoints::AuthorizedMetrics(_, auth) = endpoints else {
+        return respond(endpoints, request);
+    };
+    let path = request.uri().path();
+    if path != "/metrics" {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let decision = auth
+        .check(
+            request.headers().get(header::AUTHORIZATION),
+            request.method(),
+            path,
+            Instant::now(),
+        )
+        .await;
+    if let crate::metrics_auth::Decision::Failed(reason) = &decision {
+        tracing::warn!(%reason, "metrics: the request could not be authorized");
+    }
+    if decision.status() != StatusCode::OK {
+        return plain(decision.status(), &decision.message());
+    }
+    respond(endpoints, request)
+}
+
+/// The answer once any check is passed: [`handle`] guards [`Endpoints::AuthorizedMetrics`]
+/// before calling this.
 fn respond<B>(endpoints: &Endpoints, request: &Request<B>) -> Response<Full<Bytes>> {
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
     }
     match (endpoints, request.uri().path()) {
-        (Endpoints::Metrics(registry), "/metrics") => {
+        (Endpoints::Metrics(registry) | Endpoints::AuthorizedMetrics(registry, _), "/metrics") => {
             let accept = request
                 .headers()
                 .get(header::ACCEPT)
@@ -401,5 +536,138 @@ mod tests {
             assert!(text.contains("demo_requests_total 1\n"), "{text}");
             assert!(text.contains(family), "Accept: {accept:?}\n{text}");
         }
+    }
+
+    /// Allows the token `let-me-in`, as user `scraper`, and nothing else.
+    struct OneToken;
+
+    impl crate::metrics_auth::Reviewer for OneToken {
+        fn review_token<'a>(
+            &'a self,
+            token: &'a str,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<crate::metrics_auth::Authentication, crate::metrics_auth::ReviewError>,
+        > {
+            use crate::metrics_auth::{Authentication, UserInfo};
+            let answer = if token == "let-me-in" {
+                Authentication::Authenticated(UserInfo {
+                    username: "scraper".to_owned(),
+                    ..UserInfo::default()
+                })
+            } else {
+                Authentication::Rejected
+            };
+            Box::pin(async move { Ok(answer) })
+        }
+
+        fn review_access<'a>(
+            &'a self,
+            _user: &'a crate::metrics_auth::UserInfo,
+            access: &'a crate::metrics_auth::Access,
+        ) -> futures::future::BoxFuture<'a, Result<bool, crate::metrics_auth::ReviewError>>
+        {
+            let allowed = access.verb == "get";
+            Box::pin(async move { Ok(allowed) })
+        }
+    }
+
+    fn guarded_registry() -> Endpoints {
+        let mut registry = Registry::default();
+        let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
+        registry.register("demo_requests", "Demo requests", counter);
+        Endpoints::AuthorizedMetrics(Arc::new(registry), Arc::new(MetricsAuth::new(OneToken)))
+    }
+
+    #[tokio::test]
+    async fn guarded_metrics_need_an_allowed_token() {
+        let endpoints = guarded_registry();
+        let with = |method: Method, path: &str, token: Option<&str>| {
+            let mut builder = Request::builder().method(method).uri(path);
+            if let Some(token) = token {
+                builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            builder.body(()).expect("a valid request")
+        };
+        for (request, want) in [
+            (
+                with(Method::GET, "/metrics", None),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                with(Method::GET, "/metrics", Some("guess")),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                with(Method::HEAD, "/metrics", Some("let-me-in")),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                with(Method::GET, "/metrics", Some("let-me-in")),
+                StatusCode::OK,
+            ),
+            (
+                with(Method::GET, "/healthz", Some("let-me-in")),
+                StatusCode::NOT_FOUND,
+            ),
+        ] {
+            let shown = format!("{} {}", request.method(), request.uri());
+            assert_eq!(handle(&endpoints, &request).await.status(), want, "{shown}");
+        }
+    }
+
+    /// The whole path a scraper takes: a TLS handshake with the generated certificate (trusted
+    /// through its CA, for `localhost`), then an authorized GET.
+    #[tokio::test]
+    async fn guarded_metrics_are_served_over_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let cert = metrics_tls::self_signed().expect("a certificate");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.chain[1].clone()).expect("the CA");
+        let tls = metrics_tls::server_config(cert).expect("TLS");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let shutdown = CancellationToken::new();
+        let server = spawn_tls(
+            listener,
+            Arc::new(tls),
+            guarded_registry(),
+            shutdown.clone(),
+        );
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let get = |token: &'static str| {
+            let client = Arc::new(client.clone());
+            async move {
+                let tcp = TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect");
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                let mut tls = tokio_rustls::TlsConnector::from(client)
+                    .connect(name, tcp)
+                    .await
+                    .expect("handshake");
+                let request = format!(
+                    "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+                );
+                tls.write_all(request.as_bytes()).await.expect("write");
+                let mut response = String::new();
+                tls.read_to_string(&mut response).await.expect("read");
+                response
+            }
+        };
+        let allowed = get("let-me-in").await;
+        assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+        assert!(allowed.contains("demo_requests_total 0"), "{allowed}");
+        let refused = get("guess").await;
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+        shutdown.cancel();
+        server.await.expect("the server stops");
     }
 }

@@ -1,5 +1,6 @@
 //! The operator's command line (every flag also reads an environment variable).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -32,6 +33,18 @@ pub struct OperatorArgs {
     /// Address of the Prometheus /metrics endpoint (":8080", "127.0.0.1:8080"; "0" disables).
     #[arg(long, env = "PODSCALER_METRICS_BIND_ADDRESS", default_value = ":8080")]
     pub metrics_bind_address: BindAddress,
+
+    /// Serve /metrics over HTTPS, only to callers whose bearer token the API server accepts
+    /// (TokenReview) and whose RBAC allows `get` on the /metrics URL (SubjectAccessReview).
+    /// `--metrics-secure` or `--metrics-secure=true|false`, as with a Go operator.
+    #[arg(long, env = "PODSCALER_METRICS_SECURE", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub metrics_secure: bool,
+
+    /// Directory holding tls.crt and tls.key for the --metrics-secure listener. Default: a
+    /// certificate generated in memory at start.
+    #[arg(long, env = "PODSCALER_METRICS_CERT_DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
 
     /// Address of the /healthz and /readyz endpoints ("0" disables).
     #[arg(
@@ -94,6 +107,31 @@ mod tests {
             ":8081".parse().expect("addr")
         );
         assert!(matches!(args.scope(), Scope::Cluster));
+        assert!(!args.metrics_secure, "local runs serve plain HTTP");
+        assert_eq!(args.metrics_cert_dir, None);
+    }
+
+    #[test]
+    fn metrics_secure_is_written_as_a_go_bool_flag() {
+        for (arguments, want) in [
+            (&["--metrics-secure"][..], true),
+            (&["--metrics-secure=true"][..], true),
+            (&["--metrics-secure=false"][..], false),
+            (&["--metrics-secure", "--metrics-cert-dir=/certs"][..], true),
+        ] {
+            let args = OperatorArgs::try_parse_from(
+                std::iter::once("podscaler-operator").chain(arguments.iter().copied()),
+            )
+            .expect("parses");
+            assert_eq!(args.metrics_secure, want, "{arguments:?}");
+        }
+        let args = OperatorArgs::try_parse_from([
+            "podscaler-operator",
+            "--metrics-secure",
+            "--metrics-cert-dir=/certs",
+        ])
+        .expect("parses");
+        assert_eq!(args.metrics_cert_dir, Some(PathBuf::from("/certs")));
     }
 
     #[test]
@@ -102,6 +140,7 @@ mod tests {
             ("--requeue-after", "-5s"),
             ("--max-concurrent-reconciles", "0"),
             ("--metrics-bind-address", "nowhere"),
+            ("--metrics-secure", "yes please"),
         ] {
             let argument = format!("{flag}={value}");
             let error = OperatorArgs::try_parse_from(["podscaler-operator", argument.as_str()])

@@ -17,6 +17,8 @@ pub mod events;
 pub mod expectations;
 pub mod exposition;
 pub mod metrics;
+pub mod metrics_auth;
+pub mod metrics_tls;
 pub mod plan;
 pub mod process_metrics;
 pub mod reconcile;

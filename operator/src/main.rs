@@ -49,15 +49,28 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let cache_metrics = CacheMetrics::register(&mut registry);
     let api_metrics = RestClientMetrics::register(&mut registry);
     let readiness = Readiness::default();
+    let config = kube::Config::infer().await.context(
+        "no Kubernetes configuration: set KUBECONFIG, use ~/.kube/config, or run in a cluster",
+    )?;
+    let api_url = config.cluster_url.to_string();
+    let client = api_metrics
+        .client(config)
+        .context("building the Kubernetes client")?;
+
     let mut servers = Vec::new();
     if let Some(listener) = admin::bind(args.metrics_bind_address, "--metrics-bind-address").await?
     {
-        tracing::info!(address = %listener.local_addr()?, "serving metrics");
-        servers.push(admin::spawn(
+        tracing::info!(address = %listener.local_addr()?, secure = args.metrics_secure, "serving metrics");
+        let secure = args.metrics_secure.then(|| admin::SecureMetrics {
+            cert_dir: args.metrics_cert_dir.as_deref(),
+            client: client.clone(),
+        });
+        servers.push(admin::spawn_metrics(
             listener,
-            Endpoints::Metrics(Arc::new(registry)),
+            Arc::new(registry),
+            secure,
             shutdown.clone(),
-        ));
+        )?);
     }
     if let Some(listener) = admin::bind(
         args.health_probe_bind_address,
@@ -73,13 +86,6 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let config = kube::Config::infer().await.context(
-        "no Kubernetes configuration: set KUBECONFIG, use ~/.kube/config, or run in a cluster",
-    )?;
-    let api_url = config.cluster_url.to_string();
-    let client = api_metrics
-        .client(config)
-        .context("building the Kubernetes client")?;
     let scope = args.scope();
     preflight(&client, &scope, &api_url).await?;
 

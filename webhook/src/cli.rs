@@ -58,6 +58,19 @@ pub struct Cli {
     )]
     pub metrics_bind_address: BindAddress,
 
+    /// Serve /metrics over HTTPS, only to callers whose bearer token the API server accepts
+    /// (TokenReview) and whose RBAC allows `get` on the /metrics URL (SubjectAccessReview).
+    /// `--metrics-secure` or `--metrics-secure=true|false`, as with a Go operator.
+    #[arg(long, env = "PODSCALER_WEBHOOK_METRICS_SECURE", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub metrics_secure: bool,
+
+    /// Directory holding tls.crt and tls.key for the --metrics-secure listener. Default: a
+    /// certificate generated in memory at start (not the admission certificate: that one is
+    /// issued for the webhook Service's name).
+    #[arg(long, env = "PODSCALER_WEBHOOK_METRICS_CERT_DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
+
     /// Address of the /healthz and /readyz endpoints ("0" disables).
     #[arg(
         long,
@@ -149,6 +162,23 @@ mod tests {
             cli.health_probe_bind_address,
             ":8081".parse().expect("addr")
         );
+        assert!(!cli.metrics_secure, "local runs serve plain HTTP");
+        assert_eq!(cli.metrics_cert_dir, None);
+    }
+
+    #[test]
+    fn metrics_secure_is_written_as_a_go_bool_flag() {
+        for (arguments, want) in [
+            (&["--metrics-secure"][..], true),
+            (&["--metrics-secure=false"][..], false),
+            (&["--metrics-secure", "--metrics-cert-dir=/certs"][..], true),
+        ] {
+            let cli = Cli::try_parse_from(
+                std::iter::once("podscaler-webhook").chain(arguments.iter().copied()),
+            )
+            .expect("parses");
+            assert_eq!(cli.metrics_secure, want, "{arguments:?}");
+        }
     }
 
     #[test]

@@ -46,14 +46,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let running =
         podscaler_webhook::start(cli.options(), index, &mut registry, shutdown.clone()).await?;
 
+    let config = kube::Config::infer().await.context(
+        "creating the Kubernetes client: run in a cluster, or set KUBECONFIG to a kubeconfig",
+    )?;
+    let client = api_metrics
+        .client(config)
+        .context("building the Kubernetes client")?;
     let registry = Arc::new(registry);
     let mut admin_servers = Vec::new();
     if let Some(listener) = admin::bind(cli.metrics_bind_address, "--metrics-bind-address").await? {
-        admin_servers.push(admin::spawn(
+        let secure = cli.metrics_secure.then(|| admin::SecureMetrics {
+            cert_dir: cli.metrics_cert_dir.as_deref(),
+            client: client.clone(),
+        });
+        admin_servers.push(admin::spawn_metrics(
             listener,
-            Endpoints::Metrics(registry.clone()),
+            registry.clone(),
+            secure,
             shutdown.clone(),
-        ));
+        )?);
     }
     if let Some(listener) =
         admin::bind(cli.health_probe_bind_address, "--health-probe-bind-address").await?
@@ -65,12 +76,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ));
     }
 
-    let config = kube::Config::infer().await.context(
-        "creating the Kubernetes client: run in a cluster, or set KUBECONFIG to a kubeconfig",
-    )?;
-    let client = api_metrics
-        .client(config)
-        .context("building the Kubernetes client")?;
     let cache_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

@@ -186,7 +186,7 @@ prometheus.io/* annotations for annotation-based scraping. Call with (list $ por
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ index . 1 | quote }}
 prometheus.io/path: /metrics
-prometheus.io/scheme: http
+prometheus.io/scheme: {{ ternary "https" "http" $root.Values.metrics.secure }}
 {{- end }}
 {{- end }}
 
