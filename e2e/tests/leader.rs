@@ -381,8 +381,7 @@ async fn graceful_handover(env: Env) -> anyhow::Result<()> {
     let released_between = history
         .iter()
         .skip_while(|holder| **holder != old_leader)
-        .skip_while(|holder| **holder == old_leader)
-        .next()
+        .find(|holder| **holder != old_leader)
         .is_some_and(String::is_empty);
     anyhow::ensure!(
         released_between,
