@@ -310,15 +310,25 @@ async fn kill_mid_churn(env: Env) -> anyhow::Result<()> {
     for trial in 0..trials() {
         let new_pod = NewPodWatch::start(&env, &selector).await?;
         let mark = recorder.mark();
-        pods.delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels(&selector),
-        )
-        .await
-        .context("deleting every pod at once")?;
+        // The API server deletes the pods one by one and the leader replaces them as it sees
+        // them go: the kill comes at its first replacement, while the deletions still run.
+        let deleting = tokio::spawn({
+            let (pods, selector) = (pods.clone(), selector.clone());
+            async move {
+                pods.delete_collection(
+                    &DeleteParams::default(),
+                    &ListParams::default().labels(&selector),
+                )
+                .await
+            }
+        });
         let result = kill_at_first_new_pod(&mut replicas, &mut recorder, new_pod, &selector, mark)
             .await
             .with_context(|| format!("trial {trial}"))?;
+        deleting
+            .await
+            .context("the deletion task")?
+            .context("deleting every pod at once")?;
         results.push(result);
     }
     ensure_mid_way(&results)
