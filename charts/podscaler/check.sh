@@ -161,8 +161,8 @@ render default
 # Without --kube-version: helm's built-in default (stamped by build.sh) satisfies kubeVersion.
 render_with_default_kube default-kube
 expect_count default-kube 1 '^kind: ValidatingWebhookConfiguration$'
-expect_kinds default "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Service=3 Deployment=2
-	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
+expect_kinds default "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Role=1 RoleBinding=1 Service=3 Deployment=2
+	PodDisruptionBudget=2 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 # Hardening of both Deployments.
 expect_count default 2 '^ +readOnlyRootFilesystem: true$'
 expect_count default 2 '^ +allowPrivilegeEscalation: false$'
@@ -172,8 +172,19 @@ expect_count default 2 '^ +- ALL$' 'capabilities drop ALL'
 expect_count default 2 '^ +path: /healthz$'
 expect_count default 2 '^ +path: /readyz$'
 expect_count default 8 '^ +(cpu|memory): ' 'cpu/memory requests and limits (x2)'
-expect_count default 1 '^ +type: Recreate$' 'operator strategy Recreate'
-expect_count default 1 '^  replicas: 2$' 'webhook replicas 2'
+expect_count default 0 '^ +type: Recreate$' 'no Recreate: leader election lets replicas overlap'
+expect_count default 2 '^ +type: RollingUpdate$' 'RollingUpdate (operator + webhook)'
+expect_count default 2 '^  replicas: 2$' 'operator and webhook replicas 2'
+# Leader election: on, on a Lease in the release namespace, with client-go's timing.
+expect_count default 1 '^ +- --leader-elect$'
+expect_count default 1 "^ +- --leader-election-id=$RELEASE-podscaler-operator-leader\$"
+expect_count default 1 "^ +- --leader-election-namespace=$NAMESPACE\$"
+expect_count default 1 '^ +- --leader-election-lease-duration=15s$'
+expect_count default 1 '^ +- --leader-election-renew-deadline=10s$'
+expect_count default 1 '^ +- --leader-election-retry-period=2s$'
+expect_count default 1 "^ +resourceNames: \[\"$RELEASE-podscaler-operator-leader\"\]\$" 'the Lease by name'
+expect_count default 1 '^ +verbs: \["get", "update"\]$' 'Lease verbs by name'
+expect_count default 2 '^ +resources: \["leases"\]$' 'the Lease rules (create; get, update by name)'
 expect_count default 1 '^ +image: "ghcr.io/example/podscaler/operator:0\.1\.0"$'
 expect_count default 1 '^ +image: "ghcr.io/example/podscaler/webhook:0\.1\.0"$'
 expect_count default 1 '^ +- --cert-dir=/tmp/k8s-webhook-server/serving-certs$'
@@ -211,12 +222,12 @@ expect_count default 0 'prometheus.io/scrape'
 expect_count default 2 '^ +- --metrics-secure=true$'
 expect_count default 1 '^ +resources: \["tokenreviews"\]$'
 expect_count default 1 '^ +resources: \["subjectaccessreviews"\]$'
-expect_count default 2 '^ +verbs: \["create"\]$' 'tokenreviews + subjectaccessreviews create'
+expect_count default 3 '^ +verbs: \["create"\]$' 'create alone: leases, tokenreviews, subjectaccessreviews'
 
 # --- 2b. every toggle on (the file the e2e suite renders) ----------------------------------------
 render all-on --values "$chart/ci/all-on-values.yaml"
-expect_kinds all-on "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=4 Service=3 Deployment=2
-	PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1
+expect_kinds all-on "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=4 Role=1 RoleBinding=1 Service=3 Deployment=2
+	PodDisruptionBudget=2 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1
 	ServiceMonitor=1 PodMonitor=1 PrometheusRule=1 ConfigMap=1"
 expect_count all-on 3 '^    release: prometheus$' 'release: prometheus on ServiceMonitor, PodMonitor, PrometheusRule'
 expect_count all-on 1 '^    grafana_dashboard: "1"$'
@@ -235,8 +246,8 @@ expect_count all-on 8 '^ +runbook_url: https://example\.com/podscaler/blob/main/
 	'runbook_url into the repository docs/runbooks.md'
 # The dashboard: a Cluster variable (All by default), and every query filtered by it.
 expect_count all-on 1 '^ +"name": "cluster",$' 'the dashboard Cluster variable'
-expect_count all-on 36 '^ +"expr": ' 'dashboard queries'
-expect_count all-on 36 '^ +"expr": ".*\{cluster=~\\"\$cluster\\",' 'dashboard queries filtered by cluster'
+expect_count all-on 37 '^ +"expr": ' 'dashboard queries'
+expect_count all-on 37 '^ +"expr": ".*\{cluster=~\\"\$cluster\\",' 'dashboard queries filtered by cluster'
 expect_count all-on 3 '^ +"query": "label_values\([a-z_]+\{cluster=~\\"\$cluster\\",' 'dashboard variables filtered by cluster'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-operator-metrics\$" 'PodMonitor job relabeling (operator)'
 expect_count all-on 1 "^ +replacement: $RELEASE-podscaler-webhook-metrics\$" 'PodMonitor job relabeling (webhook)'
@@ -244,36 +255,37 @@ expect_count all-on 1 '^ +name: prometheus-kube-prometheus-prometheus$' 'metrics
 
 # --- 3. variants --------------------------------------------------------------------------
 render namespaced --set operator.watchNamespace=team-a
-expect_kinds namespaced "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Role=1 RoleBinding=1 Service=3
-	Deployment=2 PodDisruptionBudget=1 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1
+expect_kinds namespaced "ServiceAccount=2 ClusterRole=3 ClusterRoleBinding=2 Role=2 RoleBinding=2 Service=3
+	Deployment=2 PodDisruptionBudget=2 Issuer=2 Certificate=2 MutatingWebhookConfiguration=1
 	ValidatingWebhookConfiguration=1"
 expect_count namespaced 2 '^  namespace: team-a$' 'Role and RoleBinding in the watched namespace'
+expect_count namespaced 1 "^ +- --leader-election-namespace=$NAMESPACE\$" 'the Lease stays in the release namespace'
 expect_count namespaced 1 '^ +- --namespace=team-a$'
 
 render own-secret --set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls \
 	--set webhook.tls.secret.caBundle=Q0E=
-expect_kinds own-secret "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Service=3 Deployment=2
-	PodDisruptionBudget=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
+expect_kinds own-secret "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Role=1 RoleBinding=1 Service=3 Deployment=2
+	PodDisruptionBudget=2 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 expect_count own-secret 2 '^ +caBundle: Q0E=$'
 expect_count own-secret 0 'inject-ca-from'
 expect_count own-secret 1 '^ +secretName: my-tls$'
 
 render cluster-issuer --set webhook.tls.certManager.issuerRef.kind=ClusterIssuer \
 	--set webhook.tls.certManager.issuerRef.name=corp-ca --set webhook.tls.certManager.issuerRef.group=cert-manager.io
-expect_kinds cluster-issuer "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Service=3 Deployment=2
-	PodDisruptionBudget=1 Certificate=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
+expect_kinds cluster-issuer "ServiceAccount=2 ClusterRole=4 ClusterRoleBinding=3 Role=1 RoleBinding=1 Service=3 Deployment=2
+	PodDisruptionBudget=2 Certificate=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 expect_count cluster-issuer 1 '^ +kind: ClusterIssuer$'
 expect_count cluster-issuer 2 'inject-ca-from'
 
 render no-webhook --set webhook.enabled=false --set monitoring.serviceMonitor.enabled=true \
 	--set monitoring.prometheusRule.enabled=true
-expect_kinds no-webhook "ServiceAccount=1 ClusterRole=3 ClusterRoleBinding=2 Service=1 Deployment=1
-	ServiceMonitor=1 PrometheusRule=1"
+expect_kinds no-webhook "ServiceAccount=1 ClusterRole=3 ClusterRoleBinding=2 Role=1 RoleBinding=1 Service=1 Deployment=1
+	PodDisruptionBudget=1 ServiceMonitor=1 PrometheusRule=1"
 expect_count no-webhook 5 '^ +- alert: PodScaler' 'alerts without the webhook ones'
 
 # Renamed cluster label: every matcher and the variable's label_values() follow; nothing else.
 render cluster-label --values "$chart/ci/all-on-values.yaml" --set monitoring.grafanaDashboard.clusterLabel=k8s_cluster
-expect_count cluster-label 36 '^ +"expr": ".*\{k8s_cluster=~\\"\$cluster\\",' 'queries filtered by k8s_cluster'
+expect_count cluster-label 37 '^ +"expr": ".*\{k8s_cluster=~\\"\$cluster\\",' 'queries filtered by k8s_cluster'
 expect_count cluster-label 1 '^ +"query": "label_values\(.*\}, k8s_cluster\)",$' 'the Cluster variable lists k8s_cluster'
 expect_count cluster-label 0 '[^_]cluster=~' 'a matcher on the default cluster label'
 render runbooks --set monitoring.prometheusRule.enabled=true \
@@ -300,7 +312,17 @@ expect_count plain-metrics 2 '^ +scheme: http$'
 expect_count plain-metrics 2 '^ +prometheus.io/scheme: http$'
 
 render single-webhook --set webhook.replicas=1
-expect_count single-webhook 0 '^kind: PodDisruptionBudget$' 'no PDB that would block drains'
+expect_count single-webhook 1 '^kind: PodDisruptionBudget$' 'only the operator PDB: none that would block drains'
+
+# One operator without leader election: Recreate, no Lease RBAC, no PDB, no flags.
+render single-operator --set operator.replicas=1 --set operator.leaderElection.enabled=false
+expect_count single-operator 1 '^ +type: Recreate$' 'operator strategy Recreate'
+expect_count single-operator 0 'leader-elect' 'leader election flags'
+expect_count single-operator 0 'coordination.k8s.io' 'Lease RBAC'
+expect_count single-operator 1 '^kind: PodDisruptionBudget$' 'only the webhook PDB'
+render lease-name --set operator.leaderElection.leaseName=my-lease
+expect_count lease-name 1 '^ +- --leader-election-id=my-lease$'
+expect_count lease-name 1 '^ +resourceNames: \["my-lease"\]$'
 
 render hooks --set 'operator.extraArgs[0]=--example-flag' --set 'webhook.extraArgs[0]=--example-flag' \
 	--set operator.image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 \
@@ -330,6 +352,11 @@ expect_refused "secret mode without a Secret" "webhook.tls.secret.name" --set we
 expect_refused "secret mode without a caBundle" "webhook.tls.secret.caBundle" \
 	--set webhook.tls.mode=secret --set webhook.tls.secret.name=my-tls
 expect_refused "a PDB that can never be satisfied" "minAvailable" --set webhook.podDisruptionBudget.minAvailable=2
+expect_refused "an operator PDB that can never be satisfied" "operator.podDisruptionBudget.minAvailable" \
+	--set operator.podDisruptionBudget.minAvailable=2
+expect_refused "two operators without leader election" "operator.leaderElection.enabled" \
+	--set operator.leaderElection.enabled=false
+expect_refused "a lease duration without unit" "leaseDuration" --set operator.leaderElection.leaseDuration=15
 expect_refused "a Kubernetes older than the chart supports" "kubeVersion" --kube-version 1.32.0
 expect_refused "capabilityCheck=always without cert-manager" \
 	"needs cert-manager.*install cert-manager first.*webhook\.tls\.mode=secret.*capabilityCheck=never" \

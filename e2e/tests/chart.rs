@@ -122,9 +122,12 @@ async fn alerts_and_dashboard_query_exposed_metrics(env: Env) -> anyhow::Result<
 
 /// The operator and the webhook, after the webhook admitted a PodScaler and the operator
 /// converged it: both have served and reconciled, so their per-request and per-PodScaler series
-/// exist.
+/// exist. The operator elects itself leader as the chart runs it, so its election series exist
+/// too.
 async fn binaries_that_have_worked(env: &Env) -> anyhow::Result<(Operator, Webhook)> {
-    let operator = Operator::start(&env.cluster, &env.namespace, &[]).await?;
+    let lease_namespace = format!("--leader-election-namespace={}", env.namespace);
+    let election = ["--leader-elect", lease_namespace.as_str()];
+    let operator = Operator::start(&env.cluster, &env.namespace, &election).await?;
     let webhook = Webhook::start(&env.cluster, &env.namespace, &[]).await?;
     webhook
         .admit_namespace(&env.cluster, &env.namespace)

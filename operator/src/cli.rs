@@ -56,6 +56,57 @@ pub struct OperatorArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+}
+
+/// Leader election: of several replicas, only the one holding a Lease reconciles.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LeaderElectionArgs {
+    /// Hold a coordination.k8s.io Lease and reconcile only while holding it, so that replicas
+    /// can run side by side (the others stand by, serving health and metrics).
+    #[arg(long, env = "PODSCALER_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Name of the Lease (and the `name` label of leader_election_master_status).
+    #[arg(
+        long,
+        env = "PODSCALER_LEADER_ELECTION_ID",
+        default_value = "podscaler-operator-leader"
+    )]
+    pub leader_election_id: String,
+
+    /// Namespace of the Lease. Default: the pod's own namespace; required outside a cluster.
+    #[arg(long, env = "PODSCALER_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// How long standbys wait, after the Lease last changed, before taking it over.
+    #[arg(long, env = "PODSCALER_LEADER_ELECTION_LEASE_DURATION", default_value = "15s",
+          value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+
+    /// The leader stops when it has not renewed the Lease for this long (shorter than the
+    /// lease duration, so it stops before another replica can take over).
+    #[arg(long, env = "PODSCALER_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s",
+          value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+
+    /// How often the leader renews the Lease and standbys try to take it.
+    #[arg(long, env = "PODSCALER_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s",
+          value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
+}
+
+impl LeaderElectionArgs {
+    /// The lease timing the flags give (validated where it is used).
+    pub fn timing(&self) -> crate::leader::Timing {
+        crate::leader::Timing {
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+        }
+    }
 }
 
 impl OperatorArgs {
@@ -109,6 +160,11 @@ mod tests {
         assert!(matches!(args.scope(), Scope::Cluster));
         assert!(!args.metrics_secure, "local runs serve plain HTTP");
         assert_eq!(args.metrics_cert_dir, None);
+        let election = &args.leader_election;
+        assert!(!election.leader_elect, "off for local runs");
+        assert_eq!(election.leader_election_id, "podscaler-operator-leader");
+        assert_eq!(election.leader_election_namespace, None);
+        assert_eq!(election.timing(), crate::leader::Timing::default());
     }
 
     #[test]
@@ -132,6 +188,32 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(args.metrics_cert_dir, Some(PathBuf::from("/certs")));
+    }
+
+    #[test]
+    fn leader_election_flags_parse() {
+        let args = OperatorArgs::try_parse_from([
+            "podscaler-operator",
+            "--leader-elect",
+            "--leader-election-id=ps",
+            "--leader-election-namespace=ops",
+            "--leader-election-lease-duration=30s",
+            "--leader-election-renew-deadline=20s",
+            "--leader-election-retry-period=500ms",
+        ])
+        .expect("valid flags");
+        let election = &args.leader_election;
+        assert!(election.leader_elect);
+        assert_eq!(election.leader_election_id, "ps");
+        assert_eq!(election.leader_election_namespace.as_deref(), Some("ops"));
+        assert_eq!(
+            election.timing(),
+            crate::leader::Timing {
+                lease_duration: Duration::from_secs(30),
+                renew_deadline: Duration::from_secs(20),
+                retry_period: Duration::from_millis(500),
+            }
+        );
     }
 
     #[test]

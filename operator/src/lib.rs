@@ -16,6 +16,7 @@ pub mod crd;
 pub mod events;
 pub mod expectations;
 pub mod exposition;
+pub mod leader;
 pub mod metrics;
 pub mod metrics_auth;
 pub mod metrics_tls;

@@ -11,10 +11,11 @@ use kube::api::{Api, ListParams};
 use podscaler::admin::{self, Endpoints, Readiness};
 use podscaler::api::PodScaler;
 use podscaler::cache::metrics::CacheMetrics;
-use podscaler::cli::OperatorArgs;
+use podscaler::cli::{LeaderElectionArgs, OperatorArgs};
 use podscaler::contention::Fights;
 use podscaler::controller::{self, Scope};
 use podscaler::expectations::Expectations;
+use podscaler::leader::{self, ElectionConfig, Elector, MasterStatus};
 use podscaler::metrics::Metrics;
 use podscaler::reconcile::{Context, Settings};
 use podscaler::rest_client_metrics::RestClientMetrics;
@@ -44,6 +45,10 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     let mut registry = Registry::default();
+    let election = election_config(&args.leader_election)?.map(|config| {
+        let status = MasterStatus::register(&mut registry, &config.lease_name);
+        (config, status)
+    });
     let metrics = Metrics::register(&mut registry, args.max_concurrent_reconciles);
     podscaler::process_metrics::register(&mut registry);
     let cache_metrics = CacheMetrics::register(&mut registry);
@@ -103,22 +108,58 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             settings,
         )
     };
-    tracing::info!(?scope, requeue_after = ?args.requeue_after, "starting the PodScaler controller");
-    let stopped = controller::run(
-        client.clone(),
-        scope,
-        args.max_concurrent_reconciles,
-        make_context,
-        readiness,
-        cache_metrics,
-        shutdown.clone(),
-    )
-    .await;
+    let run_controller = || {
+        tracing::info!(?scope, requeue_after = ?args.requeue_after, "starting the PodScaler controller");
+        controller::run(
+            client.clone(),
+            scope,
+            args.max_concurrent_reconciles,
+            make_context,
+            readiness.clone(),
+            cache_metrics,
+            shutdown.clone(),
+        )
+    };
+    let stopped = match election {
+        None => run_controller().await,
+        Some((config, status)) => {
+            // A standby is ready: it serves probes and metrics, and a rolling update must be
+            // able to start the next replica while the leader still holds the lease.
+            readiness.set_ready();
+            let mut elector = Elector::new(client.clone(), config, status);
+            leader::lead(&mut elector, &shutdown, run_controller)
+                .await?
+                .unwrap_or(Ok(()))
+        }
+    };
     shutdown.cancel();
     for server in servers {
         let _ = server.await;
     }
     stopped.context("the controller stopped")
+}
+
+/// The Lease to hold with `--leader-elect` (`None` without it), checked before anything starts.
+fn election_config(args: &LeaderElectionArgs) -> anyhow::Result<Option<ElectionConfig>> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    let timing = args.timing();
+    timing
+        .validate()
+        .context("--leader-election-lease-duration, --leader-election-renew-deadline, --leader-election-retry-period")?;
+    let in_cluster = leader::in_cluster_namespace();
+    let namespace = leader::namespace(
+        args.leader_election_namespace.as_deref(),
+        in_cluster.as_deref(),
+    )?;
+    let identity = leader::identity().context("making a leader election identity")?;
+    Ok(Some(ElectionConfig {
+        lease_name: args.leader_election_id.clone(),
+        namespace,
+        identity,
+        timing,
+    }))
 }
 
 /// Fails early, with what to do, when the CRD is missing or RBAC denies what the operator needs.

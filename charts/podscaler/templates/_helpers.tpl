@@ -86,6 +86,13 @@ ServiceAccount names.
 {{- end }}
 {{- end }}
 
+{{/*
+The operator's leader election Lease.
+*/}}
+{{- define "podscaler.operator.leaseName" -}}
+{{- default (include "podscaler.componentName" (list . "operator-leader")) .Values.operator.leaderElection.leaseName }}
+{{- end }}
+
 {{- define "podscaler.webhook.serviceAccountName" -}}
 {{- if .Values.webhook.serviceAccount.create }}
 {{- default (include "podscaler.componentName" (list . "webhook")) .Values.webhook.serviceAccount.name }}
