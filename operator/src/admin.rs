@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exposition;
 use crate::metrics_auth::{KubeReviewer, MetricsAuth};
 use crate::metrics_tls;
+use crate::runtime::{self, AcceptBackoff};
 
 /// A `--*-bind-address` value as kubebuilder users write it: `:8080` (every interface),
 /// `127.0.0.1:8080`, `[::1]:8080`, or `0` to turn the server off.
@@ -243,18 +244,10 @@ fn serve(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = shutdown.cancelled() => break,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "admin server: accept failed");
-                    continue;
-                }
-            };
+        let mut backoff = AcceptBackoff::default();
+        while let Some(stream) =
+            runtime::accept(&listener, &mut backoff, &shutdown, "admin server").await
+        {
             let watcher = graceful.watcher();
             let endpoints = endpoints.clone();
             let tls = tls.clone();

@@ -7,6 +7,7 @@ use clap::Parser;
 
 use crate::admin::BindAddress;
 use crate::controller::Scope;
+use crate::runtime::parse_duration;
 use crate::telemetry::LogArgs;
 
 /// PodScaler operator: keeps exactly spec.count active pods matching spec.selector.
@@ -119,33 +120,9 @@ impl OperatorArgs {
     }
 }
 
-/// Parses a Go-style duration such as `15s`, `1m30s` or `500ms`; negative durations are refused.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let parsed: k8s_openapi::jiff::SignedDuration = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a duration: write it like 15s, 1m30s or 500ms"))?;
-    Duration::try_from(parsed).map_err(|_| format!("{value:?} is negative"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn duration_parsing_table() {
-        let cases: [(&str, Option<Duration>); 7] = [
-            ("15s", Some(Duration::from_secs(15))),
-            ("1m30s", Some(Duration::from_secs(90))),
-            ("500ms", Some(Duration::from_millis(500))),
-            ("5m", Some(Duration::from_secs(300))),
-            ("15", None),
-            ("-1s", None),
-            ("soon", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(parse_duration(input).ok(), want, "{input}");
-        }
-    }
 
     #[test]
     fn defaults_match_the_documentation() {

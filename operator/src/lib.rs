@@ -23,7 +23,9 @@ pub mod metrics_tls;
 pub mod plan;
 pub mod process_metrics;
 pub mod reconcile;
+
 pub mod rest_client_metrics;
+pub mod runtime;
 pub mod status;
 pub mod telemetry;
 pub mod validation;

@@ -178,7 +178,7 @@ async fn preflight(client: &Client, scope: &Scope, api_url: &str) -> anyhow::Res
         ),
         Err(kube::Error::Api(status)) if status.is_forbidden() => anyhow::bail!(
             "RBAC: not allowed to list podscalers.scaling.example.com {where_} ({}); \
-             grant get/list/watch on podscalers and patch on podscalers/status",
+             grant list/watch on podscalers and patch on podscalers/status",
             status.message
         ),
         Err(error) => {
@@ -190,29 +190,21 @@ async fn preflight(client: &Client, scope: &Scope, api_url: &str) -> anyhow::Res
     match pods.list_metadata(&probe).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_forbidden() => anyhow::bail!(
-            "RBAC: not allowed to list pods {where_} ({}); grant get/list/watch/create/delete on pods",
+            "RBAC: not allowed to list pods {where_} ({}); grant list/watch/create/delete on pods",
             status.message
         ),
         Err(error) => Err(error).context("listing pods"),
     }
 }
 
+/// Cancels `shutdown` on SIGTERM or SIGINT. Without the handlers the operator still runs, but
+/// it can only be killed, so say so.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    match podscaler::runtime::stop_signal().await {
+        Ok(signal) => {
+            tracing::info!(signal, "shutting down: letting in-flight reconciles finish");
+            shutdown.cancel();
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        Err(error) => tracing::warn!(%error, "cannot listen for SIGTERM and SIGINT"),
     }
-    tracing::info!("shutting down: letting in-flight reconciles finish");
-    shutdown.cancel();
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use podscaler::admin::BindAddress;
 use podscaler::crd::MAX_COUNT;
+use podscaler::runtime::parse_duration;
 use podscaler::telemetry::LogArgs;
 use podscaler::validation::{DEFAULT_MAX_COUNT, Limits};
 
@@ -126,17 +127,6 @@ impl Cli {
                 },
             },
         }
-    }
-}
-
-/// Parses a Go-style duration (`10s`, `1m30s`, `500ms`); zero and negative durations are refused.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let parsed: k8s_openapi::jiff::SignedDuration = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a duration: write it like 10s, 1m30s or 500ms"))?;
-    match Duration::try_from(parsed) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        _ => Err(format!("{value:?} must be longer than zero")),
     }
 }
 

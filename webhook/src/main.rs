@@ -101,8 +101,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     });
 
-    wait_for_signal().await?;
-    tracing::info!("shutting down: finishing in-flight admission requests");
+    let signal = podscaler::runtime::stop_signal()
+        .await
+        .context("installing the SIGTERM and SIGINT handlers")?;
+    tracing::info!(
+        signal,
+        "shutting down: finishing in-flight admission requests"
+    );
     shutdown.cancel();
     running.stopped().await;
     for task in admin_servers.into_iter().chain([cache_task, ready_task]) {
@@ -112,13 +117,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for SIGINT"),
-        _ = terminate.recv() => Ok(()),
-    }
 }

@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use podscaler::runtime::{self, AcceptBackoff};
+
 use crate::admission::{self, Answer, MUTATE_PATH, PodScalerIndex, VALIDATE_PATH, Webhook};
 use crate::metrics::{ConnectionError, Metrics, UNMATCHED_WEBHOOK};
 
@@ -279,27 +281,17 @@ pub fn spawn(
     let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = shutdown.cancelled() => break,
-            };
-            match accepted {
-                Ok((stream, _peer)) => {
-                    let watcher = graceful.watcher();
-                    tokio::spawn(serve_connection(
-                        stream,
-                        acceptor.clone(),
-                        app.clone(),
-                        watcher,
-                    ));
-                }
-                Err(error) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+        let mut backoff = AcceptBackoff::default();
+        while let Some(stream) =
+            runtime::accept(&listener, &mut backoff, &shutdown, "webhook server").await
+        {
+            let watcher = graceful.watcher();
+            tokio::spawn(serve_connection(
+                stream,
+                acceptor.clone(),
+                app.clone(),
+                watcher,
+            ));
         }
         drop(listener);
         let open = graceful.count();
