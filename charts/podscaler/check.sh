@@ -214,8 +214,8 @@ expect_count default 1 "^ +- $RELEASE-podscaler-webhook.$NAMESPACE.svc.cluster.l
 expect_count default 1 '^ +isCA: true$'
 # Least privilege: no wildcard anywhere, and exactly the verbs listed in templates/rbac.yaml.
 expect_count default 0 '"\*"' 'a "*" wildcard'
-expect_count default 1 '^ +verbs: \["get", "list", "watch", "create", "delete"\]$' 'pods verbs'
-expect_count default 2 '^ +verbs: \["get", "list", "watch"\]$' 'podscalers read (operator + webhook)'
+expect_count default 1 '^ +verbs: \["list", "watch", "create", "delete"\]$' 'pods verbs'
+expect_count default 2 '^ +verbs: \["list", "watch"\]$' 'podscalers read (operator + webhook)'
 expect_count default 1 '^ +verbs: \["create", "patch"\]$' 'events.k8s.io verbs'
 expect_count default 0 'prometheus.io/scrape'
 # Secure metrics (metrics.secure, on by default): both binaries, and exactly the review verbs.

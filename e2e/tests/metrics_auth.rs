@@ -7,13 +7,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use e2e::chart::{Helm, chart_dir};
 use e2e::product::{self, Operator};
 use e2e::suite::{self, Env, Scenario};
 use e2e::webhook::Webhook;
-use e2e::{Cluster, Options, local_http};
+use e2e::{Cluster, Options, local_http, observe, wait};
+use kube::api::Api;
+use podscaler::api::PodScaler;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -21,6 +24,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+/// Generous bound for convergence on a loaded 2-core machine; not a performance assertion.
+const CONVERGE: Duration = Duration::from_secs(120);
 
 fn main() -> ExitCode {
     let scenarios: &[(&str, Scenario)] = &[
@@ -149,16 +155,53 @@ async fn operator_metrics(env: Env) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let checked = check_guarded(
-        operator.metrics_port(),
-        operator.health_port(),
-        &reader,
-        &stranger,
-        &env.namespace,
-        "controller_runtime_reconcile_total",
-    )
+    let checked = async {
+        check_guarded(
+            operator.metrics_port(),
+            operator.health_port(),
+            &reader,
+            &stranger,
+            &env.namespace,
+            "controller_runtime_reconcile_total",
+        )
+        .await?;
+        scales_with_exactly_the_chart_rbac(&env).await
+    }
     .await;
     checked.map_err(|error| error.context(format!("operator log:\n{}", operator.log_tail(30))))
+}
+
+/// The chart's rules are all the operator needs (and it needs no `get`): running as the chart's
+/// ServiceAccount it scales a PodScaler up and down and writes its status.
+async fn scales_with_exactly_the_chart_rbac(env: &Env) -> anyhow::Result<()> {
+    let scalers: Api<PodScaler> = Api::namespaced(env.client(), &env.namespace);
+    for count in [2, 1] {
+        let manifest = format!(
+            "apiVersion: scaling.example.com/v1\nkind: PodScaler\nmetadata:\n  name: web\n\
+             spec:\n  count: {count}\n  selector:\n    app: web\n"
+        );
+        env.apply(&manifest).await?;
+        wait::until(
+            &format!("{count} pod(s) and the status saying so"),
+            CONVERGE,
+            || async {
+                let pods = observe::active_pods(&env.client(), &env.namespace, "app=web").await?;
+                let replicas = scalers
+                    .get_status("web")
+                    .await?
+                    .status
+                    .map(|status| status.replicas);
+                anyhow::ensure!(
+                    pods.len() == count && replicas == Some(count as i32),
+                    "{} active pods, status.replicas {replicas:?}",
+                    pods.len()
+                );
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn webhook_metrics(env: Env) -> anyhow::Result<()> {

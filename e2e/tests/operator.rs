@@ -1054,7 +1054,7 @@ async fn refusals_to_start_are_explained(env: Env) -> anyhow::Result<()> {
             && denied
                 .output
                 .contains("RBAC: not allowed to list podscalers.scaling.example.com")
-            && denied.output.contains("grant get/list/watch on podscalers")
+            && denied.output.contains("grant list/watch on podscalers")
             && !denied.output.contains("panicked"),
         "without RBAC rights: {} with\n{}",
         denied.status,
