@@ -11,9 +11,10 @@
 //!   is valid until `leaseDurationSeconds` after the candidate last saw it *change*, by its own
 //!   monotonic clock (no clock-skew dependence); a free or run-out lease is taken with a write
 //!   carrying the read's resourceVersion, so of two candidates only one wins;
-//! - the leader renews every retry period and stops (process exit, status 0) when no renewal
-//!   succeeded within the renew deadline after the last successful one was *sent*, which is
-//!   before any candidate can see the lease run out (fencing: renew deadline < lease duration);
+//! - the leader renews every retry period and stops (the process exits with status 1) when no
+//!   renewal succeeded within the renew deadline after the last successful one was *sent*,
+//!   which is before any candidate can see the lease run out (fencing: renew deadline < lease
+//!   duration);
 //! - only the leader runs the controller, started after the lease is won, so its caches begin
 //!   with a fresh list that includes every pod the previous leader created, and its
 //!   expectations begin empty in a fresh process;
