@@ -70,12 +70,14 @@ async fn scale_up_then_churn(
     let churn_mark = recorder.mark();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     for round in 0..sizes.churn_rounds {
-        delete_some(&pods, &selector, sizes.churn_pods)
+        let deleted = delete_some(&pods, &selector, sizes.churn_pods)
             .await
             .with_context(|| format!("churn round {round}"))?;
         let count = sizes.count;
+        // Settled when the deleted pods are gone, their replacements are active and nothing
+        // else is terminating.
         tokio::time::timeout(timeout, async {
-            recorder.wait_for(|active| active < count).await?;
+            watch.until_gone(&deleted, timeout).await?;
             recorder.wait_for(|active| active >= count).await?;
             watch.until_present(count, timeout).await
         })
@@ -117,24 +119,32 @@ async fn edited_during_scale_up(
 }
 
 /// Deletes `how_many` active pods (normal grace period, as a user or an eviction would): the
-/// first by uid, which is random.
-async fn delete_some(pods: &Api<Pod>, selector: &str, how_many: usize) -> anyhow::Result<()> {
+/// first by uid, which is random. Returns their uids.
+async fn delete_some(
+    pods: &Api<Pod>,
+    selector: &str,
+    how_many: usize,
+) -> anyhow::Result<Vec<String>> {
     let list = pods
         .list(&kube::api::ListParams::default().labels(selector))
         .await
         .context("listing the pods to delete")?;
     let mut active: Vec<Pod> = list.items.into_iter().filter(observe::is_active).collect();
     active.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
-    let names: Vec<String> = active
-        .iter()
-        .take(how_many)
-        .filter_map(|pod| pod.metadata.name.clone())
-        .collect();
+    active.truncate(how_many);
     let params = DeleteParams::default();
-    futures::future::try_join_all(names.iter().map(|name| pods.delete(name, &params)))
-        .await
-        .context("deleting pods")?;
-    Ok(())
+    futures::future::try_join_all(
+        active
+            .iter()
+            .filter_map(|pod| pod.metadata.name.as_deref())
+            .map(|name| pods.delete(name, &params)),
+    )
+    .await
+    .context("deleting pods")?;
+    Ok(active
+        .into_iter()
+        .filter_map(|pod| pod.metadata.uid)
+        .collect())
 }
 
 fn above(max: Option<usize>, count: usize) -> usize {

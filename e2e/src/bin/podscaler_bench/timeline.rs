@@ -147,18 +147,14 @@ impl PodWatch {
     ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !timeline.complete() {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "not converged after {timeout:?}: {} pods seen, {} running, of {}",
-                        timeline.seen.len(),
-                        timeline.running.len(),
-                        timeline.target
-                    )
-                })?
-                .context("the pod watch ended")?;
-            self.track(&event);
+            let event = self.next(deadline).await.with_context(|| {
+                format!(
+                    "not converged after {timeout:?}: {} pods seen, {} running, of {}",
+                    timeline.seen.len(),
+                    timeline.running.len(),
+                    timeline.target
+                )
+            })?;
             timeline.observe(&event);
         }
         Ok(())
@@ -174,18 +170,33 @@ impl PodWatch {
     pub async fn until_present(&mut self, count: usize, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.present.len() != count {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
+            let present = self.present.len();
+            self.next(deadline)
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "{} pods, not {count}, after {timeout:?}",
-                        self.present.len()
-                    )
-                })?
-                .context("the pod watch ended")?;
-            self.track(&event);
+                .with_context(|| format!("{present} pods, not {count}, after {timeout:?}"))?;
         }
         Ok(())
+    }
+
+    /// Waits until none of the pods `uids` is left; fails after `timeout`.
+    pub async fn until_gone(&mut self, uids: &[String], timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while uids.iter().any(|uid| self.present.contains(uid)) {
+            self.next(deadline)
+                .await
+                .with_context(|| format!("deleted pods still there after {timeout:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// The next event, already tracked; fails at `deadline` or when the watch ended.
+    async fn next(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<PodEvent> {
+        let event = tokio::time::timeout_at(deadline, self.events.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out"))?
+            .context("the pod watch ended")?;
+        self.track(&event);
+        Ok(event)
     }
 
     fn track(&mut self, event: &PodEvent) {
