@@ -21,7 +21,7 @@ use crate::workload::LABEL;
 /// The namespace of the P4 objects.
 const NAMESPACE: &str = "bench-footprint";
 
-/// How many PodScalers are created at once.
+/// How many PodScalers (or their pods) are created or deleted at once.
 const CREATES_IN_FLIGHT: usize = 16;
 
 /// One P4 configuration: `scalers` PodScalers of `pods` pods each.
@@ -132,8 +132,13 @@ pub async fn measure(
             operator.log_tail(20)
         ))),
     };
-    remove_all(&client, &mut watch, timeout).await?;
+    if let Ok(footprint) = &measured {
+        // On stderr at once: removing 10,000 pods takes minutes, and may fail.
+        tracing::info!(?footprint, "P4 measured");
+    }
+    // Stopped first, so nothing recreates the pods deleted next.
     drop(operator);
+    remove_all(&client, shape, &mut watch, timeout).await?;
     measured
 }
 
@@ -168,23 +173,36 @@ async fn create_scalers(client: &kube::Client, shape: Shape) -> anyhow::Result<(
         .map(drop)
 }
 
-/// Deletes every PodScaler, then every pod at once, and waits until the pods are gone.
+/// Deletes every pod (grace period 0, a PodScaler's pods per call: one call for 10,000 pods
+/// outlived the API server's request timeout), then every PodScaler, and waits until the pods
+/// are gone. The PodScalers go last: deleted first, the garbage collector would delete their
+/// pods with the default grace period, slower than the calls here.
 async fn remove_all(
     client: &kube::Client,
+    shape: Shape,
     watch: &mut PodWatch,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let now = DeleteParams::default().grace_period(0);
+    futures::stream::iter(0..shape.scalers)
+        .map(|index| {
+            let (pods, now) = (&pods, &now);
+            async move {
+                let selector = ListParams::default().labels(&format!("{LABEL}=fp-{index}"));
+                pods.delete_collection(now, &selector)
+                    .await
+                    .with_context(|| format!("deleting the pods of fp-{index}"))
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(CREATES_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
     Api::<PodScaler>::namespaced(client.clone(), NAMESPACE)
         .delete_collection(&DeleteParams::background(), &ListParams::default())
         .await
         .context("deleting the PodScalers")?;
-    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
-        .delete_collection(
-            &DeleteParams::default().grace_period(0),
-            &ListParams::default().labels(LABEL),
-        )
-        .await
-        .context("deleting the pods")?;
     watch.until_empty(timeout).await
 }
 

@@ -134,7 +134,7 @@ pub fn api_calls(
 ) -> String {
     let mut out = String::new();
     let mut table = Table::new(&[
-        &format!("API server requests per 0 → {count} (verb resource)"),
+        &format!("API server requests per 0 → {count} (verb resource subresource)"),
         "PodScaler run",
         "ReplicaSet run",
     ]);
@@ -151,7 +151,7 @@ pub fn api_calls(
     for key in keys {
         let parts: Vec<&str> = key.iter().map(String::as_str).collect();
         table.row(vec![
-            parts.join(" "),
+            parts.join(" ").trim_end().to_owned(),
             format!("{:.0}", podscaler.get(&parts)),
             format!("{:.0}", replica_set.get(&parts)),
         ]);

@@ -34,7 +34,7 @@ impl Milestones {
 /// Requests the API server served, and those the operator made, during one run.
 #[derive(Clone, Debug, Default)]
 pub struct ApiCalls {
-    /// `apiserver_request_total` by verb and resource: every client (the controller, the
+    /// `apiserver_request_total` by verb, resource and subresource: every client (the controller, the
     /// scheduler binding, kwok's status updates, the benchmark's own watch).
     pub apiserver: RequestCounts,
     /// The operator's `rest_client_requests_total` by method and code (PodScaler runs only).
@@ -59,8 +59,11 @@ impl<'a> ApiMeter<'a> {
             .request_text(request)
             .await
             .context("reading the API server's /metrics")?;
-        let apiserver =
-            RequestCounts::parse(&page, "apiserver_request_total", &["verb", "resource"]);
+        let apiserver = RequestCounts::parse(
+            &page,
+            "apiserver_request_total",
+            &["verb", "resource", "subresource"],
+        );
         let operator = match self.operator {
             Some(operator) => Some(RequestCounts::parse(
                 &operator.metrics().await?,
