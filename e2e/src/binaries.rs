@@ -75,6 +75,36 @@ impl Product {
             .clone()
             .map_err(|error| anyhow::anyhow!(error))
     }
+
+    /// As [`Product::build`], in the release profile: what the benchmark measures, as users
+    /// run it. Ignores [`OPERATOR_OVERRIDE`] (a benchmark compares this tree's build).
+    pub async fn build_release() -> anyhow::Result<Self> {
+        let root = workspace_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        tracing::info!(
+            "building {} in release (cargo build --release; a no-op when up to date)",
+            PRODUCT_BINARIES.join(" and ")
+        );
+        let status = cargo_build_command(&cargo, &root)
+            .arg("--release")
+            .status()
+            .await
+            .with_context(|| format!("running {cargo} build --release"))?;
+        anyhow::ensure!(
+            status.success(),
+            "cargo build --release of the product binaries failed ({status}); see above"
+        );
+        let release = target_dir(&root).join("release");
+        Ok(Self {
+            operator: release.join("podscaler-operator"),
+            webhook: release.join("podscaler-webhook"),
+        })
+    }
+}
+
+/// Where cargo puts its output for the workspace at `root`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// The workspace root.
@@ -157,9 +187,7 @@ async fn build_product() -> anyhow::Result<Product> {
         status.success(),
         "cargo build of the product binaries failed ({status}); see its output above"
     );
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let debug = target.join("debug");
+    let debug = target_dir(&root).join("debug");
     // To run a scenario against another build of the operator (an older commit's, to see the
     // scenario fail without the fix it tests), point this at that binary.
     let operator = std::env::var_os(OPERATOR_OVERRIDE)

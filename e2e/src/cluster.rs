@@ -379,6 +379,14 @@ impl Cluster {
         })
     }
 
+    /// The process id of component `name` (`kube-controller-manager`), to read its usage.
+    pub fn component_pid(&self, name: &str) -> Option<u32> {
+        self.lock_processes()
+            .iter()
+            .find(|process| process.name() == name)
+            .map(Process::pid)
+    }
+
     fn lock_processes(&self) -> std::sync::MutexGuard<'_, Vec<Process>> {
         // Only ever replaced element by element: a panic cannot leave it half-changed.
         self.processes

@@ -15,7 +15,10 @@ pub mod observe;
 pub mod process;
 pub mod procs;
 pub mod product;
+pub mod request_counts;
+pub mod stats;
 pub mod suite;
+pub mod usage;
 pub mod wait;
 pub mod webhook;
 

@@ -190,6 +190,17 @@ impl Operator {
         args: &[String],
     ) -> anyhow::Result<Self> {
         let product = Product::build().await?;
+        Self::launch_binary(&product.operator, name, kubeconfig, log_dir, args).await
+    }
+
+    /// As [`Operator::launch`], running `binary` (a release build, for the benchmark).
+    pub async fn launch_binary(
+        binary: &Path,
+        name: &str,
+        kubeconfig: &Path,
+        log_dir: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Self> {
         let metrics_port = free_port()?;
         let health_port = free_port()?;
         let mut args = args.to_vec();
@@ -199,7 +210,7 @@ impl Operator {
         ));
         let mut process = Process::spawn(
             &format!("{name}-{metrics_port}"),
-            &product.operator,
+            binary,
             &args,
             &[("KUBECONFIG", kubeconfig.display().to_string())],
             log_dir,
@@ -215,6 +226,11 @@ impl Operator {
     /// Where the operator logs.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
+    }
+
+    /// The process id, to read its usage from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// The port of `/metrics` on 127.0.0.1.

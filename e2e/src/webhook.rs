@@ -69,6 +69,17 @@ impl Webhook {
     ) -> anyhow::Result<Self> {
         let product = Product::build().await?;
         let binary = std::env::var_os(WEBHOOK_OVERRIDE).map_or(product.webhook, PathBuf::from);
+        Self::start_binary(cluster, name, &binary, kubeconfig, extra_args).await
+    }
+
+    /// As [`Webhook::start_as`], running `binary` (a release build, for the benchmark).
+    pub async fn start_binary(
+        cluster: &Cluster,
+        name: &str,
+        binary: &Path,
+        kubeconfig: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let certs = SecretVolume::create(&cluster.dir().join(format!("{name}-certs")))?;
         certs.write(&serving_certificate(cluster)?)?;
         let port = free_port()?;
@@ -86,7 +97,7 @@ impl Webhook {
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
         let mut process = Process::spawn(
             &format!("webhook-{name}"),
-            &binary,
+            binary,
             &args,
             &[("KUBECONFIG", kubeconfig.display().to_string())],
             cluster.dir(),
@@ -241,6 +252,16 @@ impl Webhook {
             .and_then(|chain| chain.first())
             .context("the webhook presented no certificate")?;
         Ok(leaf.to_vec())
+    }
+
+    /// The HTTPS port of the admission paths on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, to read its usage from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// The port of `/metrics` on 127.0.0.1.
