@@ -30,7 +30,9 @@ use crate::status::{self, FailedAction, Failure, Observation, Progress};
 /// Name the operator reports events and field ownership under.
 pub const MANAGER: &str = "podscaler-operator";
 
-/// Concurrent delete calls in one round of deletions. Creates have no such cap: each
+/// Concurrent delete calls in one round of deletions. Deletes have no slow start, so this
+/// is what bounds a round that fails throughout, and the connections it opens (kube's client
+/// speaks HTTP/1.1: one pooled connection per call in flight). Creates have no such cap: each
 /// slow-start batch is issued whole (see [`create_batch`]).
 const MAX_DELETES_IN_FLIGHT: usize = 32;
 
@@ -484,7 +486,9 @@ async fn create_pods(
 /// Issues all `size` creates of one slow-start batch at once and waits for every answer, as
 /// the ReplicaSet controller's `slowStartBatch` does (one goroutine per call). Slow start
 /// already bounds what a failing batch costs; a cap on calls in flight within a batch would
-/// only serialise the large batches of a big scale-up (500 pods end in batches of 128 and 245).
+/// only serialise the large batches of a big scale-up (500 pods end in batches of 128 and
+/// 245). Over kube's HTTP/1.1 client each call in flight takes a pooled connection of its own,
+/// opened on first use and kept for 90 s idle (hyper-util's pool has no upper bound).
 async fn create_batch(
     api: &Api<Pod>,
     params: &PostParams,
