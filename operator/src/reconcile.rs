@@ -30,8 +30,11 @@ use crate::status::{self, FailedAction, Failure, Observation, Progress};
 /// Name the operator reports events and field ownership under.
 pub const MANAGER: &str = "podscaler-operator";
 
-/// Concurrent API calls within one create batch or one round of deletions.
-const MAX_CALLS_IN_FLIGHT: usize = 32;
+/// Concurrent delete calls in one round of deletions. Deletes have no slow start, so this
+/// is what bounds a round that fails throughout, and the connections it opens (kube's client
+/// speaks HTTP/1.1: one pooled connection per call in flight). Creates have no such cap: each
+/// slow-start batch is issued whole (see [`create_batch`]).
+const MAX_DELETES_IN_FLIGHT: usize = 32;
 
 /// Pod names listed in one event before the rest is summarised.
 const NAMES_PER_EVENT: usize = 10;
@@ -447,13 +450,8 @@ async fn create_pods(
     let mut failure = None;
     let mut first_error = None;
     for batch in plan::slow_start_batches(count) {
-        let results: Vec<_> = stream::iter(0..batch)
-            .map(|_| api.create(&params, &pod))
-            .buffer_unordered(MAX_CALLS_IN_FLIGHT)
-            .collect()
-            .await;
         let mut batch_created = Vec::new();
-        for result in results {
+        for result in create_batch(&api, &params, &pod, batch).await {
             match result {
                 Ok(pod) => batch_created.push(PodRef {
                     name: pod.name_any(),
@@ -483,6 +481,21 @@ async fn create_pods(
     let names: Vec<&str> = created.iter().map(|pod| pod.name.as_str()).collect();
     report_calls(ctx, scaler, FailedAction::Create, &names, first_error).await;
     Progress::Acted { failure }
+}
+
+/// Issues all `size` creates of one slow-start batch at once and waits for every answer, as
+/// the ReplicaSet controller's `slowStartBatch` does (one goroutine per call). Slow start
+/// already bounds what a failing batch costs; a cap on calls in flight within a batch would
+/// only serialise the large batches of a big scale-up (500 pods end in batches of 128 and
+/// 245). Over kube's HTTP/1.1 client each call in flight takes a pooled connection of its own,
+/// opened on first use and kept for 90 s idle (hyper-util's pool has no upper bound).
+async fn create_batch(
+    api: &Api<Pod>,
+    params: &PostParams,
+    pod: &Pod,
+    size: usize,
+) -> Vec<Result<Pod, kube::Error>> {
+    futures::future::join_all((0..size).map(|_| api.create(params, pod))).await
 }
 
 /// Deletes `victims`, preconditioned on their UIDs; a pod already gone counts as deleted.
@@ -518,7 +531,7 @@ async fn delete_pods(
                 (victim, result)
             }
         })
-        .buffer_unordered(MAX_CALLS_IN_FLIGHT)
+        .buffer_unordered(MAX_DELETES_IN_FLIGHT)
         .collect()
         .await;
 

@@ -37,6 +37,8 @@ struct Recorded {
 enum Creates {
     Succeed,
     ExceedQuota,
+    /// Refuses (quota) only the create answered `n`-th, counting from 1.
+    RefuseNth(u32),
 }
 
 struct FakeApi {
@@ -44,29 +46,46 @@ struct FakeApi {
     task: tokio::task::JoinHandle<()>,
 }
 
+type Responder = tower_test::mock::SendResponse<Response<Body>>;
+
 impl FakeApi {
+    /// Answers every request as it arrives.
     fn start(creates: Creates) -> (Client, Self) {
+        Self::start_holding_creates(creates, Vec::new())
+    }
+
+    /// Answers pod creations in groups of `groups[0]`, `groups[1]` … : the creates of a group
+    /// get no answer until all of them have arrived, and are then answered last to first. A
+    /// client that waits for some answers before it sends the rest of a group never gets
+    /// any. Creates after the last group, and all other requests, are answered at once.
+    fn start_holding_creates(creates: Creates, groups: Vec<usize>) -> (Client, Self) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&requests);
         let task = tokio::spawn(async move {
             let mut created = 0;
+            let mut groups = groups.into_iter();
+            let mut group = groups.next();
+            let mut held: Vec<(Recorded, Responder)> = Vec::new();
             while let Some((request, send)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.expect("request body");
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let path = parts.uri.path().to_owned();
-                let (status, reply) = answer(&parts.method, &path, &body, creates, &mut created);
-                log.lock().expect("log").push(Recorded {
+                let recorded = Recorded {
                     method: parts.method,
-                    path,
-                    body,
-                });
-                let response = Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
-                    .expect("response");
-                send.send_response(response);
+                    path: parts.uri.path().to_owned(),
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                };
+                let Some(size) = group.filter(|_| is_pod_create(&recorded)) else {
+                    reply(&log, recorded, send, creates, &mut created);
+                    continue;
+                };
+                held.push((recorded, send));
+                if held.len() == size {
+                    for (recorded, send) in held.drain(..).rev() {
+                        reply(&log, recorded, send, creates, &mut created);
+                    }
+                    group = groups.next();
+                }
             }
         });
         (Client::new(service, NAMESPACE), Self { requests, task })
@@ -82,6 +101,43 @@ impl FakeApi {
     }
 }
 
+fn is_pod_create(request: &Recorded) -> bool {
+    request.method == Method::POST && request.path == format!("/api/v1/namespaces/{NAMESPACE}/pods")
+}
+
+/// Answers `request` (see [`answer`]) and logs it.
+fn reply(
+    log: &Mutex<Vec<Recorded>>,
+    request: Recorded,
+    send: Responder,
+    creates: Creates,
+    created: &mut u32,
+) {
+    let (status, reply) = answer(
+        &request.method,
+        &request.path,
+        &request.body,
+        creates,
+        created,
+    );
+    log.lock().expect("log").push(request);
+    let response = Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+        .expect("response");
+    send.send_response(response);
+}
+
+fn quota_refusal() -> (StatusCode, Value) {
+    (
+        StatusCode::FORBIDDEN,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+            "message": "pods \"web-x\" is forbidden: exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2"
+        }),
+    )
+}
+
 fn answer(
     method: &Method,
     path: &str,
@@ -91,22 +147,19 @@ fn answer(
 ) -> (StatusCode, Value) {
     let pods = format!("/api/v1/namespaces/{NAMESPACE}/pods");
     match (method.as_str(), path) {
-        ("POST", p) if p == pods => match creates {
-            Creates::Succeed => {
-                *created += 1;
-                let mut pod = body.clone();
-                pod["metadata"]["name"] = json!(format!("web-{created:05}"));
-                pod["metadata"]["uid"] = json!(format!("new-uid-{created}"));
-                (StatusCode::CREATED, pod)
+        ("POST", p) if p == pods => {
+            *created += 1;
+            match creates {
+                Creates::ExceedQuota => quota_refusal(),
+                Creates::RefuseNth(n) if *created == n => quota_refusal(),
+                Creates::Succeed | Creates::RefuseNth(_) => {
+                    let mut pod = body.clone();
+                    pod["metadata"]["name"] = json!(format!("web-{created:05}"));
+                    pod["metadata"]["uid"] = json!(format!("new-uid-{created}"));
+                    (StatusCode::CREATED, pod)
+                }
             }
-            Creates::ExceedQuota => (
-                StatusCode::FORBIDDEN,
-                json!({
-                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
-                    "message": "pods \"web-x\" is forbidden: exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2"
-                }),
-            ),
-        },
+        }
         ("DELETE", p) if p.starts_with(&pods) => (
             StatusCode::OK,
             json!({"kind": "Pod", "apiVersion": "v1", "metadata": {}}),
@@ -447,6 +500,83 @@ async fn a_refused_create_stops_the_pass_and_is_reported() {
     assert!(
         text.contains("controller_runtime_reconcile_errors_total{controller=\"podscaler\"} 1\n"),
         "{text}"
+    );
+}
+
+/// A guard for the passes against a fake that holds its answers: a pass that would wait
+/// forever fails instead. The clock is paused in these tests, so the guard fires as soon as
+/// nothing can make progress, not after real seconds.
+const STUCK: Duration = Duration::from_secs(60);
+
+#[tokio::test(start_paused = true)]
+async fn each_slow_start_batch_is_issued_whole() {
+    const COUNT: usize = 300;
+    let batches = podscaler::plan::slow_start_batches(COUNT);
+    assert!(
+        batches.iter().any(|&size| size > 100),
+        "the batches must be large enough to show a cap: {batches:?}"
+    );
+    let (client, api) = FakeApi::start_holding_creates(Creates::Succeed, batches);
+    let (ctx, _registry) = context(client, store(vec![]));
+    let pass = reconcile::reconcile(Arc::new(scaler(COUNT as i32)), Arc::clone(&ctx));
+    tokio::time::timeout(STUCK, pass)
+        .await
+        .expect("every create of a batch is sent before any is answered")
+        .expect("reconcile");
+    drop(ctx);
+    let requests = api.finish().await;
+    assert_eq!(sent(&requests, Method::POST, "/pods").len(), COUNT);
+    let created = events(&requests);
+    assert!(
+        created[0]
+            .1
+            .starts_with(&format!("Created {COUNT} pod(s): ")),
+        "{created:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_in_a_batch_stops_slow_start_after_that_batch() {
+    // Batches of 1, 2, 4 …: the 5th create falls in the third batch, creates 4 to 7.
+    let (client, api) = FakeApi::start_holding_creates(Creates::RefuseNth(5), vec![1, 2, 4, 8, 16]);
+    let (ctx, _registry) = context(client, store(vec![]));
+    let pass = reconcile::reconcile(Arc::new(scaler(20)), Arc::clone(&ctx));
+    let error = tokio::time::timeout(STUCK, pass)
+        .await
+        .expect("the batch with the refusal is answered whole")
+        .expect_err("a refused create fails the pass");
+    assert!(error.to_string().contains("exceeded quota"), "{error}");
+
+    // Expectations hold every create that succeeded, the refused batch's too: the next pass
+    // waits for the cache to show the six pods instead of creating them again.
+    let mut changed = scaler(20);
+    changed.metadata.generation = Some(3);
+    let pass = reconcile::reconcile(Arc::new(changed), Arc::clone(&ctx));
+    tokio::time::timeout(STUCK, pass)
+        .await
+        .expect("a pass waiting for the cache sends no create")
+        .expect("reconcile");
+    drop(ctx);
+    let requests = api.finish().await;
+
+    assert_eq!(
+        sent(&requests, Method::POST, "/pods").len(),
+        7,
+        "the batch with the refusal is the last: {requests:#?}"
+    );
+    let reasons: Vec<(String, String)> = events(&requests);
+    assert_eq!(reasons[0].0, "SuccessfulCreate");
+    assert!(
+        reasons[0].1.starts_with("Created 6 pod(s): "),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, "FailedCreate");
+    let statuses = patched_status(&requests);
+    assert!(
+        condition(statuses.last().expect("a status"), status::READY)
+            .message
+            .contains("waiting to observe its earlier pod creations"),
+        "{statuses:?}"
     );
 }
 
