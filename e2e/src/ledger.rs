@@ -93,6 +93,12 @@ impl Ledger {
             .count()
     }
 
+    /// Lists completed: the first, plus one per relist after a watch error. While it stays
+    /// the same the ledger has seen every event, hence every pod that existed.
+    pub fn lists(&self) -> usize {
+        self.lists
+    }
+
     /// How many of the pods seen are gone.
     pub fn gone(&self) -> usize {
         self.seen() - self.active()
@@ -241,6 +247,6 @@ mod tests {
         ledger.apply(&watcher::Event::InitApply(pod("b", "Running", false)));
         assert_eq!(ledger.active(), 2, "nothing is gone before the relist ends");
         ledger.apply(&watcher::Event::InitDone);
-        assert_eq!((ledger.seen(), ledger.active(), ledger.lists), (2, 1, 2));
+        assert_eq!((ledger.seen(), ledger.active(), ledger.lists()), (2, 1, 2));
     }
 }
