@@ -208,7 +208,6 @@ impl Witnesses {
 }
 
 /// What one trial saw from its start to convergence.
-#[derive(Debug)]
 struct Counts {
     highest: usize,
     lowest: usize,
@@ -221,6 +220,24 @@ struct Counts {
     relisted: bool,
     /// Pod creates the API server answered meanwhile.
     api_creates: PodCreates,
+}
+
+impl std::fmt::Display for Counts {
+    /// A failure's summary: the counts, and a few of the new pods' names rather than 500.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let some: Vec<_> = self.created.iter().take(5).collect();
+        write!(
+            f,
+            "active between {} and {}; {} pods made (e.g. {some:?}), {} deleted; API server \
+             creates {:?}; relisted: {}",
+            self.lowest,
+            self.highest,
+            self.created.len(),
+            self.deleted,
+            self.api_creates,
+            self.relisted
+        )
+    }
 }
 
 /// Active pods when the operator was killed, per trial, for the record and [`ensure_mid_way`].
@@ -305,7 +322,7 @@ fn ensure_scaled_up(counts: &Counts) -> anyhow::Result<()> {
     ensure_complete(counts)?;
     anyhow::ensure!(
         counts.highest <= HIGH,
-        "active pods reached {} (count {HIGH}): {counts:?}",
+        "active pods reached {} (count {HIGH}): {counts}",
         counts.highest
     );
     anyhow::ensure!(
@@ -328,7 +345,7 @@ fn ensure_complete(counts: &Counts) -> anyhow::Result<()> {
     anyhow::ensure!(
         !counts.relisted,
         "the test's pod watch relisted during the trial, so it may have missed a pod made and \
-         deleted meanwhile: the counts cannot be trusted ({counts:?})"
+         deleted meanwhile: the counts cannot be trusted ({counts})"
     );
     Ok(())
 }
@@ -394,7 +411,7 @@ fn ensure_scaled_down(counts: &Counts) -> anyhow::Result<()> {
     ensure_complete(counts)?;
     anyhow::ensure!(
         counts.lowest >= LOW,
-        "active pods fell to {} (count {LOW}): {counts:?}",
+        "active pods fell to {} (count {LOW}): {counts}",
         counts.lowest
     );
     anyhow::ensure!(
