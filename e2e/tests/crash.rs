@@ -416,10 +416,7 @@ fn ensure_scaled_down(counts: &Counts) -> anyhow::Result<()> {
     );
     anyhow::ensure!(
         counts.created.is_empty() && counts.api_creates.attempted == 0,
-        "pods were created on a scale-down (a replacement for one deleted in excess): {:?}, \
-         {:?} at the API server",
-        counts.created,
-        counts.api_creates
+        "pods were created on a scale-down (a replacement for one deleted in excess): {counts}"
     );
     anyhow::ensure!(
         counts.deleted == HIGH - LOW,
