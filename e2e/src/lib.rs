@@ -9,6 +9,7 @@ pub mod chart;
 pub mod cluster;
 pub mod kubectl;
 pub mod kubectl_output;
+pub mod ledger;
 pub mod local_http;
 pub mod merge_markers;
 pub mod observe;
