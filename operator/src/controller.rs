@@ -22,7 +22,9 @@ use crate::admin::Readiness;
 use crate::api::{PodScaler, selector_matches};
 use crate::cache::backoff::WatchBackoff;
 use crate::cache::metrics::CacheMetrics;
+use crate::cache::pods::{PodCache, pod_cache};
 use crate::cache::relisting::relisting_watcher;
+use crate::cache::slim::keep_what_reconciles_read;
 use crate::cache::sync::CacheSync;
 use crate::reconcile::{self, Context};
 
@@ -70,7 +72,7 @@ pub async fn run(
     client: Client,
     scope: Scope,
     concurrency: u16,
-    make_context: impl FnOnce(Store<Pod>) -> Context,
+    make_context: impl FnOnce(PodCache) -> Context,
     readiness: Readiness,
     metrics: CacheMetrics,
     shutdown: CancellationToken,
@@ -100,7 +102,7 @@ pub async fn run(
     // must never wait on the controller (that could stall the cache the controller reads), and
     // the controller's scheduler deduplicates what queues up.
     let (triggers, triggered) = mpsc::unbounded();
-    let (pods, mut pod_writer) = reflector::store();
+    let (pods, mut pod_writer) = pod_cache();
     let ctx = Arc::new(make_context(pods.clone()));
     let pod_cache = {
         let observer = Arc::clone(&ctx);
@@ -112,11 +114,10 @@ pub async fn run(
             watcher::Config::default(),
             WatchBackoff::default(),
         )
-        .modify(|pod| pod.managed_fields_mut().clear())
+        .modify(keep_what_reconciles_read)
         // What `reflect` does, keeping the version the event replaces: a pod relabelled out
-        // of a selector concerns the PodScalers its old labels matched. (`reflect` also
-        // dispatches to subscribers of a shared store; this store has none.) A relist after
-        // an error restarts the writer's buffer at its `Init` and swaps it in at `InitDone`.
+        // of a selector concerns the PodScalers its old labels matched. A relist after an
+        // error restarts the writer's buffer at its `Init` and swaps it in at `InitDone`.
         .map(move |item| {
             let previous = item
                 .as_ref()
@@ -146,7 +147,7 @@ pub async fn run(
 
     // A reconcile on an empty pod cache would see no pods and create them all again.
     let filled = tokio::select! {
-        ready = pods.wait_until_ready() => ready.map_err(|_| RunError::PodCacheNeverFilled),
+        filled = pods.wait_until_filled() => filled.map_err(|_| RunError::PodCacheNeverFilled),
         () = shutdown.cancelled() => {
             pod_cache.abort();
             return Ok(());
@@ -233,9 +234,9 @@ pub async fn run(
 
 /// The cached version of the pod a live Apply replaces (None for a new pod and for every other
 /// event).
-fn previous_version(pods: &Store<Pod>, event: &watcher::Event<Pod>) -> Option<Arc<Pod>> {
+fn previous_version(pods: &PodCache, event: &watcher::Event<Pod>) -> Option<Arc<Pod>> {
     match event {
-        watcher::Event::Apply(pod) => pods.get(&ObjectRef::from_obj(pod)),
+        watcher::Event::Apply(pod) => pods.get(&pod.namespace()?, &pod.name_any()),
         _ => None,
     }
 }
@@ -405,7 +406,7 @@ mod tests {
 
     #[test]
     fn only_a_live_change_has_a_previous_version() {
-        let (pods, mut writer) = reflector::store();
+        let (pods, mut writer) = pod_cache();
         let cached = pod(json!({"app": "web"}), None);
         writer.apply_watcher_event(&watcher::Event::Apply(cached.clone()));
         let relabelled = pod(json!({"app": "api"}), None);

@@ -13,13 +13,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{PodScaler, PodScalerStatus, effective_template, selector_matches};
+use crate::api::{PodScaler, PodScalerStatus, effective_template};
 use crate::backoff::{FailureBackoff, Gate};
+use crate::cache::pods::PodCache;
 use crate::contention::Fights;
 use crate::events::{EventRecorder, Occurrence};
 use crate::expectations::{CacheView, Check, Expectations, PodRef};
@@ -112,7 +113,7 @@ pub struct Settings {
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
     client: Client,
-    pods: Store<Pod>,
+    pods: PodCache,
     expectations: Mutex<Expectations>,
     backoff: Mutex<FailureBackoff>,
     fights: Mutex<Fights>,
@@ -125,10 +126,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context reading pods from `pods` (a reflector store kept up to date elsewhere).
+    /// A context reading pods from `pods` (a cache kept up to date elsewhere).
     pub fn new(
         client: Client,
-        pods: Store<Pod>,
+        pods: PodCache,
         metrics: Metrics,
         expectations: Expectations,
         fights: Fights,
@@ -321,13 +322,9 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Requeue, 
     let scaler_uid = scaler.uid().unwrap_or_default();
     let pods: Vec<PodFacts> = ctx
         .pods
-        .state()
+        .select(&namespace, &scaler.spec.selector)
         .iter()
-        .filter(|pod| {
-            pod.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && selector_matches(&scaler.spec.selector, pod.metadata.labels.as_ref())
-                && plan::is_active(pod)
-        })
+        .filter(|pod| plan::is_active(pod))
         .map(|pod| PodFacts::from_pod(pod, &scaler_uid))
         .collect();
     let present: BTreeSet<OwnerName> = plan::foreign_controllers(&pods).into_keys().collect();
@@ -407,8 +404,8 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Requeue, 
 const NORMAL: &str = "Normal";
 const WARNING: &str = "Warning";
 
-fn cache_view(pods: &Store<Pod>, namespace: &str, pod: &PodRef) -> CacheView {
-    match pods.get(&ObjectRef::new(&pod.name).within(namespace)) {
+fn cache_view(pods: &PodCache, namespace: &str, pod: &PodRef) -> CacheView {
+    match pods.get(namespace, &pod.name) {
         Some(cached) if cached.metadata.uid.as_deref() == Some(pod.uid.as_str()) => {
             if cached.metadata.deletion_timestamp.is_some() {
                 CacheView::Terminating

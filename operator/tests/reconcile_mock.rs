@@ -11,9 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use podscaler::api::{PodScaler, PodScalerSpec, PodScalerStatus};
+use podscaler::cache::pods::{PodCache, pod_cache};
 use podscaler::contention::Fights;
 use podscaler::expectations::{self, Expectations};
 use podscaler::metrics::Metrics;
@@ -236,15 +236,15 @@ fn own(name: &str) -> Pod {
     )
 }
 
-fn store(pods: Vec<Pod>) -> Store<Pod> {
-    let (reader, mut writer) = reflector::store();
+fn store(pods: Vec<Pod>) -> PodCache {
+    let (reader, mut writer) = pod_cache();
     for pod in pods {
         writer.apply_watcher_event(&watcher::Event::Apply(pod));
     }
     reader
 }
 
-fn context(client: Client, pods: Store<Pod>) -> (Arc<Context>, Registry) {
+fn context(client: Client, pods: PodCache) -> (Arc<Context>, Registry) {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, 1);
     let ctx = Context::new(
