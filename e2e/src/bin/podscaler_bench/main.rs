@@ -91,6 +91,11 @@ struct Cli {
     /// How long one run may take to converge before the benchmark fails.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
+    /// Runs the debug builds of the operator and the webhook instead of release builds: what
+    /// `.ci/run` does, where the quick run only proves the benchmark works (a cold release
+    /// build costs more than the rest of CI's build). Figures of debug builds mean nothing.
+    #[arg(long)]
+    debug_product: bool,
 }
 
 /// Pods per kwok node the default node count allows for (each node takes 250).
@@ -112,6 +117,7 @@ struct Plan {
     webhook_connections: usize,
     nodes: usize,
     timeout: Duration,
+    debug_product: bool,
 }
 
 impl Plan {
@@ -163,6 +169,7 @@ impl Plan {
             nodes: cli.nodes.unwrap_or(largest.div_ceil(PODS_PER_NODE) + 1),
             p4_shapes,
             timeout: cli.timeout,
+            debug_product: cli.debug_product,
         }
     }
 }
@@ -202,10 +209,15 @@ fn main() -> ExitCode {
 async fn run(plan: &Plan) -> anyhow::Result<()> {
     let started = Instant::now();
     let header = machine_header(plan);
-    let (product, cluster) = tokio::try_join!(
-        Product::build_release(),
-        Cluster::start(Options { nodes: plan.nodes })
-    )?;
+    let build = async {
+        if plan.debug_product {
+            Product::build().await
+        } else {
+            Product::build_release().await
+        }
+    };
+    let (product, cluster) =
+        tokio::try_join!(build, Cluster::start(Options { nodes: plan.nodes }))?;
     let client = cluster.client();
     product::install_crd(&client).await?;
     for system in System::BOTH {
@@ -298,9 +310,14 @@ fn machine_header(plan: &Plan) -> String {
         .unwrap_or_else(|_| "unknown".to_owned());
     let command: Vec<String> = std::env::args().skip(1).collect();
     format!(
-        "# podscaler-bench{}\n\n{} UTC; {cpu}, {cores} cores, {memory}; load average at the \
+        "# podscaler-bench{}{}\n\n{} UTC; {cpu}, {cores} cores, {memory}; load average at the \
          start {load}.\nCommand: `cargo run --release -p e2e --bin podscaler-bench -- {}`\n",
         if plan.quick { " (quick)" } else { "" },
+        if plan.debug_product {
+            " — debug builds of the operator and webhook: the figures mean nothing"
+        } else {
+            ""
+        },
         k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M"),
         command.join(" "),
     )
