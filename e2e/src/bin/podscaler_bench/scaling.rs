@@ -16,14 +16,18 @@ use crate::workload::{self, Owner, System};
 /// The milestones of one trial.
 #[derive(Clone, Copy, Debug)]
 pub struct Milestones {
+    /// When the owner's create call was answered: the API server's own share of the time to
+    /// the first pod (None for the benchmark's bare pods, which have no owner).
+    pub owner_stored: Option<Duration>,
     pub first_created: Duration,
     pub all_created: Duration,
     pub all_running: Duration,
 }
 
 impl Milestones {
-    fn of(timeline: &Timeline) -> anyhow::Result<Self> {
+    fn of(timeline: &Timeline, owner_stored: Option<Duration>) -> anyhow::Result<Self> {
         Ok(Self {
+            owner_stored,
             first_created: timeline.first_created.context("no pod was seen")?,
             all_created: timeline.all_created.context("not all pods were seen")?,
             all_running: timeline.all_running.context("not all pods ran")?,
@@ -98,6 +102,7 @@ pub async fn scale_up(
     let replicas = i32::try_from(count).context("count fits an i32")?;
     let started = Instant::now();
     let owner = Owner::create(client, system, trial, replicas).await?;
+    let owner_stored = started.elapsed();
     let mut timeline = Timeline::new(started, count);
     let followed = watch
         .follow(&mut timeline, timeout)
@@ -118,7 +123,7 @@ pub async fn scale_up(
     };
     owner.remove(&mut watch).await?;
     followed?;
-    Ok((Milestones::of(&timeline)?, calls))
+    Ok((Milestones::of(&timeline, Some(owner_stored))?, calls))
 }
 
 /// The benchmark's own creates of `count` bare pods, `in_flight` at a time, in the
@@ -154,5 +159,5 @@ pub async fn raw_creates(
     workload::delete_pods(client, namespace, trial).await?;
     watch.until_empty(timeout).await?;
     followed?;
-    Milestones::of(&timeline)
+    Milestones::of(&timeline, None)
 }
