@@ -24,8 +24,8 @@ use crate::cache::backoff::WatchBackoff;
 use crate::cache::metrics::CacheMetrics;
 use crate::cache::pods::{PodCache, pod_cache};
 use crate::cache::relisting::relisting_watcher;
-use crate::cache::slim::keep_what_reconciles_read;
 use crate::cache::sync::CacheSync;
+use crate::observed::ObservedPod;
 use crate::reconcile::{self, Context};
 
 /// Which namespaces to manage.
@@ -92,6 +92,8 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
         WatchBackoff::default(),
     )
+    // Nothing reads them, and they are most of a PodScaler's size.
+    .modify(|scaler| scaler.managed_fields_mut().clear())
     .reflect(scaler_writer)
     .inspect(move |item| scaler_sync.observe(item))
     .touched_objects()
@@ -114,7 +116,6 @@ pub async fn run(
             watcher::Config::default(),
             WatchBackoff::default(),
         )
-        .modify(keep_what_reconciles_read)
         // What `reflect` does, keeping the version the event replaces: a pod relabelled out
         // of a selector concerns the PodScalers its old labels matched. A relist after an
         // error restarts the writer's buffer at its `Init` and swaps it in at `InitDone`.
@@ -234,7 +235,7 @@ pub async fn run(
 
 /// The cached version of the pod a live Apply replaces (None for a new pod and for every other
 /// event).
-fn previous_version(pods: &PodCache, event: &watcher::Event<Pod>) -> Option<Arc<Pod>> {
+fn previous_version(pods: &PodCache, event: &watcher::Event<Pod>) -> Option<Arc<ObservedPod>> {
     match event {
         watcher::Event::Apply(pod) => pods.get(&pod.namespace()?, &pod.name_any()),
         _ => None,
@@ -248,17 +249,16 @@ fn previous_version(pods: &PodCache, event: &watcher::Event<Pod>) -> Option<Arc<
 fn scalers_to_wake(
     scalers: &Store<PodScaler>,
     event: &watcher::Event<Pod>,
-    previous: Option<&Pod>,
+    previous: Option<&ObservedPod>,
 ) -> Vec<ObjectRef<PodScaler>> {
     match event {
         watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
-            let mut woken = scalers_selecting(scalers, pod);
-            // Only new labels or owners can make the old version concern other PodScalers;
-            // most updates are status changes.
-            let moved = previous.filter(|old| {
-                old.metadata.labels != pod.metadata.labels
-                    || old.metadata.owner_references != pod.metadata.owner_references
-            });
+            let pod = ObservedPod::from_pod(pod);
+            let mut woken = scalers_selecting(scalers, &pod);
+            // Only new labels or a new controller can make the old version concern other
+            // PodScalers; most updates are status changes.
+            let moved =
+                previous.filter(|old| old.labels != pod.labels || old.controller != pod.controller);
             for scaler in moved
                 .into_iter()
                 .flat_map(|old| scalers_selecting(scalers, old))
@@ -278,22 +278,20 @@ fn scalers_to_wake(
     }
 }
 
-/// Every PodScaler a pod event concerns: those whose selector matches the pod in its
-/// namespace, and the PodScaler that controls it (its labels may have changed).
-pub fn scalers_selecting(scalers: &Store<PodScaler>, pod: &Pod) -> Vec<ObjectRef<PodScaler>> {
-    let namespace = pod.namespace();
-    let owner = pod
-        .owner_references()
-        .iter()
-        .find(|owner| owner.controller == Some(true) && owner.kind == "PodScaler")
-        .map(|owner| owner.name.as_str());
+/// Every PodScaler a pod concerns: those whose selector matches the pod in its namespace, and
+/// the PodScaler that controls it (its labels may have changed).
+pub fn scalers_selecting(
+    scalers: &Store<PodScaler>,
+    pod: &ObservedPod,
+) -> Vec<ObjectRef<PodScaler>> {
+    let owner = pod.controlling_podscaler();
     scalers
         .state()
         .iter()
-        .filter(|scaler| scaler.namespace() == namespace)
+        .filter(|scaler| scaler.namespace().as_deref() == Some(pod.namespace.as_str()))
         .filter(|scaler| {
             owner == Some(scaler.name_any().as_str())
-                || selector_matches(&scaler.spec.selector, pod.metadata.labels.as_ref())
+                || selector_matches(&scaler.spec.selector, Some(&pod.labels))
         })
         .map(|scaler| ObjectRef::from_obj(scaler.as_ref()))
         .collect()
@@ -326,6 +324,10 @@ mod tests {
             "metadata": {"name": "p", "namespace": "ns", "labels": labels, "ownerReferences": owners},
         }))
         .expect("a valid Pod")
+    }
+
+    fn observed(labels: serde_json::Value, owner: Option<&str>) -> ObservedPod {
+        ObservedPod::from_pod(&pod(labels, owner))
     }
 
     fn store(scalers: &[PodScaler]) -> Store<PodScaler> {
@@ -377,9 +379,10 @@ mod tests {
     #[test]
     fn a_pod_relabelled_out_of_a_selector_wakes_the_scalers_it_left() {
         let scalers = store(&[scaler("web", "web"), scaler("api", "api")]);
-        let before = pod(json!({"app": "web"}), None);
+        let before = observed(json!({"app": "web"}), None);
         let after = pod(json!({"app": "api"}), None);
         let event = watcher::Event::Apply(after.clone());
+        let after = ObservedPod::from_pod(&after);
         assert_eq!(
             names(scalers_to_wake(&scalers, &event, Some(&before))),
             ["api", "web"]
@@ -390,7 +393,7 @@ mod tests {
             ["api"]
         );
         // Its owner, matched by the old labels too, is woken once.
-        let owned_before = pod(json!({"app": "api"}), Some("api"));
+        let owned_before = observed(json!({"app": "api"}), Some("api"));
         let owned_after = watcher::Event::Apply(pod(json!({"app": "web"}), Some("api")));
         assert_eq!(
             names(scalers_to_wake(&scalers, &owned_after, Some(&owned_before))),
@@ -411,7 +414,7 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Apply(cached.clone()));
         let relabelled = pod(json!({"app": "api"}), None);
         let previous = previous_version(&pods, &watcher::Event::Apply(relabelled.clone()));
-        assert_eq!(previous.as_deref(), Some(&cached));
+        assert_eq!(previous.as_deref(), Some(&ObservedPod::from_pod(&cached)));
         assert!(previous_version(&pods, &watcher::Event::Delete(relabelled.clone())).is_none());
         assert!(previous_version(&pods, &watcher::Event::InitApply(relabelled)).is_none());
     }

@@ -20,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod metrics_auth;
 pub mod metrics_tls;
+pub mod observed;
 pub mod plan;
 pub mod process_metrics;
 pub mod reconcile;

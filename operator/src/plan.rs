@@ -86,69 +86,6 @@ pub fn is_active(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none() && !terminal
 }
 
-impl PodFacts {
-    /// Extracts the facts from a pod; `scaler_uid` identifies the PodScaler being reconciled.
-    pub fn from_pod(pod: &Pod, scaler_uid: &str) -> Self {
-        let meta = &pod.metadata;
-        let status = pod.status.as_ref();
-        let controller = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|owner| owner.controller == Some(true))
-            .map_or(Controller::Nobody, |owner| {
-                if owner.uid == scaler_uid {
-                    Controller::This
-                } else {
-                    Controller::Other(OwnerName {
-                        kind: owner.kind.clone(),
-                        name: owner.name.clone(),
-                    })
-                }
-            });
-        let phase = match status.and_then(|s| s.phase.as_deref()) {
-            Some("Running") => Phase::Running,
-            Some("Unknown") => Phase::Unknown,
-            _ => Phase::Pending,
-        };
-        let ready_condition = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"));
-        let ready = ready_condition.is_some_and(|c| c.status == "True");
-        let ready_since = ready_condition
-            .filter(|_| ready)
-            .and_then(|c| c.last_transition_time.as_ref())
-            .map(|time| time.0);
-        let deletion_cost = meta
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(DELETION_COST_ANNOTATION))
-            .and_then(|cost| cost.parse().ok())
-            .unwrap_or(0);
-        let restarts = status
-            .and_then(|s| s.container_statuses.as_ref())
-            .map_or(0, |statuses| {
-                statuses.iter().map(|c| c.restart_count).max().unwrap_or(0)
-            });
-        Self {
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            controller,
-            scheduled: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .is_some_and(|node| !node.is_empty()),
-            phase,
-            ready,
-            ready_since,
-            deletion_cost,
-            restarts,
-            created: meta.creation_timestamp.as_ref().map(|time| time.0),
-        }
-    }
-}
-
 /// Order in which surplus pods are deleted: `Less` means `a` goes first. The first rule that
 /// tells the pods apart decides:
 /// 1. this PodScaler's pods, then bare pods, then pods another controller would recreate;
@@ -266,8 +203,8 @@ pub fn foreign_controllers(pods: &[PodFacts]) -> BTreeMap<OwnerName, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
@@ -323,80 +260,6 @@ mod tests {
         for (name, pod, want) in cases {
             assert_eq!(is_active(&pod), want, "{name}");
         }
-    }
-
-    #[test]
-    fn facts_are_extracted_from_the_pod() {
-        let owner = |uid: &str, controller: bool| OwnerReference {
-            api_version: "apps/v1".into(),
-            kind: "ReplicaSet".into(),
-            name: "web-1".into(),
-            uid: uid.into(),
-            controller: Some(controller),
-            block_owner_deletion: None,
-        };
-        let pod = Pod {
-            metadata: ObjectMeta {
-                name: Some("p".into()),
-                uid: Some("u".into()),
-                creation_timestamp: Some(Time(at(1))),
-                annotations: Some(BTreeMap::from([(
-                    DELETION_COST_ANNOTATION.to_owned(),
-                    "-7".to_owned(),
-                )])),
-                owner_references: Some(vec![owner("x", false), owner("rs-uid", true)]),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PodSpec {
-                node_name: Some("node-1".into()),
-                ..PodSpec::default()
-            }),
-            status: Some(PodStatus {
-                phase: Some("Running".into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    last_transition_time: Some(Time(at(9))),
-                    ..PodCondition::default()
-                }]),
-                container_statuses: Some(vec![
-                    ContainerStatus {
-                        restart_count: 2,
-                        ..ContainerStatus::default()
-                    },
-                    ContainerStatus {
-                        restart_count: 3,
-                        ..ContainerStatus::default()
-                    },
-                ]),
-                ..PodStatus::default()
-            }),
-        };
-        let got = PodFacts::from_pod(&pod, "scaler-uid");
-        assert_eq!(
-            got,
-            PodFacts {
-                name: "p".into(),
-                uid: "u".into(),
-                controller: other("ReplicaSet", "web-1"),
-                scheduled: true,
-                phase: Phase::Running,
-                ready: true,
-                ready_since: Some(at(9)),
-                deletion_cost: -7,
-                restarts: 3,
-                created: Some(at(1)),
-            }
-        );
-        assert_eq!(
-            PodFacts::from_pod(&pod, "rs-uid").controller,
-            Controller::This
-        );
-        let bare = Pod::default();
-        let bare_facts = PodFacts::from_pod(&bare, "scaler-uid");
-        assert_eq!(bare_facts.controller, Controller::Nobody);
-        assert_eq!(bare_facts.phase, Phase::Pending);
-        assert!(!bare_facts.scheduled && !bare_facts.ready);
     }
 
     /// Each rule on its own: `first` must be deleted before `second`, whatever order they are

@@ -324,8 +324,8 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Requeue, 
         .pods
         .select(&namespace, &scaler.spec.selector)
         .iter()
-        .filter(|pod| plan::is_active(pod))
-        .map(|pod| PodFacts::from_pod(pod, &scaler_uid))
+        .filter(|pod| pod.active)
+        .map(|pod| pod.facts(&scaler_uid))
         .collect();
     let present: BTreeSet<OwnerName> = plan::foreign_controllers(&pods).into_keys().collect();
     lock(&ctx.fights).settle(&key, &present, now);
@@ -406,8 +406,8 @@ const WARNING: &str = "Warning";
 
 fn cache_view(pods: &PodCache, namespace: &str, pod: &PodRef) -> CacheView {
     match pods.get(namespace, &pod.name) {
-        Some(cached) if cached.metadata.uid.as_deref() == Some(pod.uid.as_str()) => {
-            if cached.metadata.deletion_timestamp.is_some() {
+        Some(cached) if cached.uid == pod.uid => {
+            if cached.terminating {
                 CacheView::Terminating
             } else {
                 CacheView::Present

@@ -2,7 +2,7 @@
 //! outages, and saying so when they are not.
 //!
 //! - [`backoff`]: the delay between attempts to restart a failed watch (short, capped low).
-//! - [`pods`]: the pod cache, indexed by namespace and label; [`slim`]: what of a pod it keeps.
+//! - [`pods`]: the pod cache, indexed by namespace and label.
 //! - [`relisting`]: a watch that starts over with a complete list after every error.
 //! - [`sync`]: the rule for when a cache can be trusted; it drives `/readyz`, the metrics of
 //!   [`metrics`] and the recovery logs.
@@ -17,5 +17,4 @@ pub mod backoff;
 pub mod metrics;
 pub mod pods;
 pub mod relisting;
-pub mod slim;
 pub mod sync;

@@ -1,5 +1,6 @@
-//! The pod cache: every watched pod, slimmed to what a reconcile reads (see [`super::slim`]),
-//! indexed by namespace and by label so that a reconcile reads only the pods its selector can
+//! The pod cache: every watched pod as the operator sees it ([`ObservedPod`]: what a
+//! reconcile reads, a few hundred bytes instead of the whole pod), indexed by namespace and by
+//! label so that a reconcile reads only the pods its selector can
 //! match instead of walking every pod of the cluster.
 //!
 //! It takes the place of kube-runtime's reflector store, whose only lookup is by name: with
@@ -17,17 +18,19 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 
 use crate::api::selector_matches;
+use crate::observed::ObservedPod;
 
 /// The pods of one namespace, by name and by label.
 #[derive(Debug, Default)]
 struct Namespace {
-    by_name: HashMap<String, Arc<Pod>>,
+    by_name: HashMap<String, Arc<ObservedPod>>,
     /// `(key, value)` → the names of the pods carrying that label.
     by_label: HashMap<(String, String), HashSet<String>>,
 }
 
 impl Namespace {
-    fn insert(&mut self, name: String, pod: Arc<Pod>) {
+    fn insert(&mut self, pod: Arc<ObservedPod>) {
+        let name = pod.name.clone();
         self.remove(&name);
         for label in labels(&pod) {
             self.by_label.entry(label).or_default().insert(name.clone());
@@ -50,12 +53,12 @@ impl Namespace {
     }
 
     /// The pods matching `selector`, read through its rarest label.
-    fn select(&self, selector: &BTreeMap<String, String>) -> Vec<Arc<Pod>> {
+    fn select(&self, selector: &BTreeMap<String, String>) -> Vec<Arc<ObservedPod>> {
         let rarest = selector
             .iter()
             .map(|(key, value)| self.by_label.get(&(key.clone(), value.clone())))
             .min_by_key(|names| names.map_or(0, HashSet::len));
-        let matching = |pod: &&Arc<Pod>| selector_matches(selector, pod.metadata.labels.as_ref());
+        let matching = |pod: &&Arc<ObservedPod>| selector_matches(selector, Some(&pod.labels));
         match rarest {
             // An empty selector matches every pod of the namespace.
             None => self.by_name.values().filter(matching).cloned().collect(),
@@ -71,11 +74,9 @@ impl Namespace {
     }
 }
 
-fn labels(pod: &Pod) -> impl Iterator<Item = (String, String)> + '_ {
-    pod.metadata
-        .labels
+fn labels(pod: &ObservedPod) -> impl Iterator<Item = (String, String)> + '_ {
+    pod.labels
         .iter()
-        .flatten()
         .map(|(key, value)| (key.clone(), value.clone()))
 }
 
@@ -87,13 +88,11 @@ struct Pods {
 }
 
 impl Pods {
-    fn insert(&mut self, pod: Arc<Pod>) {
-        let (Some(namespace), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
-            return;
-        };
-        let pods = self.namespaces.entry(namespace.clone()).or_default();
+    fn insert(&mut self, pod: &Pod) {
+        let pod = Arc::new(ObservedPod::from_pod(pod));
+        let pods = self.namespaces.entry(pod.namespace.clone()).or_default();
         let before = pods.by_name.len();
-        pods.insert(name.clone(), Arc::clone(&pod));
+        pods.insert(pod);
         self.len += pods.by_name.len() - before;
     }
 
@@ -157,7 +156,7 @@ pub fn pod_cache() -> (PodCache, PodCacheWriter) {
 
 impl PodCache {
     /// The cached pod `name` in `namespace`.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<ObservedPod>> {
         self.read(|state| {
             state
                 .current
@@ -170,7 +169,11 @@ impl PodCache {
 
     /// The cached pods of `namespace` whose labels match `selector` (every pod of the
     /// namespace for an empty selector), in no particular order.
-    pub fn select(&self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<Arc<Pod>> {
+    pub fn select(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<Arc<ObservedPod>> {
         self.read(|state| {
             state
                 .current
@@ -212,13 +215,12 @@ impl PodCacheWriter {
     pub fn apply_watcher_event(&mut self, event: &watcher::Event<Pod>) {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         match event {
-            watcher::Event::Apply(pod) => state.current.insert(Arc::new(pod.clone())),
+            watcher::Event::Apply(pod) => state.current.insert(pod),
             watcher::Event::Delete(pod) => state.current.remove(pod),
             watcher::Event::Init => state.relist = Some(Pods::default()),
-            watcher::Event::InitApply(pod) => state
-                .relist
-                .get_or_insert_with(Pods::default)
-                .insert(Arc::new(pod.clone())),
+            watcher::Event::InitApply(pod) => {
+                state.relist.get_or_insert_with(Pods::default).insert(pod)
+            }
             watcher::Event::InitDone => {
                 state.current = state.relist.take().unwrap_or_default();
                 drop(state);
@@ -247,11 +249,8 @@ mod tests {
             .collect()
     }
 
-    fn names(pods: Vec<Arc<Pod>>) -> Vec<String> {
-        let mut names: Vec<String> = pods
-            .iter()
-            .filter_map(|pod| pod.metadata.name.clone())
-            .collect();
+    fn names(pods: Vec<Arc<ObservedPod>>) -> Vec<String> {
+        let mut names: Vec<String> = pods.iter().map(|pod| pod.name.clone()).collect();
         names.sort();
         names
     }
