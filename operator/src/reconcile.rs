@@ -103,6 +103,16 @@ impl From<Requeue> for Action {
     }
 }
 
+/// A status this operator wrote.
+#[derive(Debug)]
+struct OwnStatusWrite {
+    /// The resourceVersion the write produced, when the object was still the generation the
+    /// status was computed from.
+    version: Option<String>,
+    /// What was written.
+    status: PodScalerStatus,
+}
+
 /// Knobs of the reconcile loop.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -117,9 +127,8 @@ pub struct Context {
     expectations: Mutex<Expectations>,
     backoff: Mutex<FailureBackoff>,
     fights: Mutex<Fights>,
-    /// The resourceVersion each PodScaler (`namespace/name`) got from this operator's latest
-    /// status write.
-    own_status_versions: Mutex<HashMap<String, String>>,
+    /// This operator's latest status write of each PodScaler (`namespace/name`).
+    own_status_writes: Mutex<HashMap<String, OwnStatusWrite>>,
     metrics: Metrics,
     recorder: EventRecorder,
     settings: Settings,
@@ -142,7 +151,7 @@ impl Context {
             expectations: Mutex::new(expectations),
             backoff: Mutex::new(FailureBackoff::default()),
             fights: Mutex::new(fights),
-            own_status_versions: Mutex::new(HashMap::new()),
+            own_status_writes: Mutex::new(HashMap::new()),
             metrics,
             settings,
         }
@@ -178,7 +187,7 @@ impl Context {
         lock(&self.expectations).forget(&key);
         lock(&self.backoff).reset(&key);
         lock(&self.fights).forget(&key);
-        lock(&self.own_status_versions).remove(&key);
+        lock(&self.own_status_writes).remove(&key);
         self.recorder
             .forget_object(PodScaler::kind(&()).as_ref(), namespace, name);
         self.metrics.remove_scaler(namespace, name);
@@ -192,8 +201,9 @@ impl Context {
         let Some(version) = scaler.metadata.resource_version.as_deref() else {
             return false;
         };
-        lock(&self.own_status_versions)
+        lock(&self.own_status_writes)
             .get(&scaler_key(scaler))
+            .and_then(|own| own.version.as_deref())
             .is_some_and(|own| own == version)
     }
 
@@ -365,7 +375,14 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Requeue, 
     let status = status::compute(previous, &observation, Timestamp::now());
     ctx.metrics
         .set_scaler(&namespace, &name, scaler.spec.count, &status);
-    if previous != Some(&status) {
+    // The cached PodScaler may not show this operator's latest write yet (a pass woken by a
+    // pod event can start before that write's watch event arrives, and the event wakes
+    // nothing). A status equal to the cached one but not to that write is written again, or
+    // the outdated write would stand until the resync.
+    let outdated_write = lock(&ctx.own_status_writes)
+        .get(&key)
+        .is_some_and(|own| own.status != status);
+    if previous != Some(&status) || outdated_write {
         write_status(ctx, scaler, &namespace, &name, &status)
             .await
             .map_err(|source| Error::WriteStatus {
@@ -673,11 +690,17 @@ async fn write_status(
     // Only when the object is still the generation this pass computed from: a patch that
     // changed nothing returns the object's current version, which may be a spec change
     // someone made meanwhile (`kubectl scale`), and that change must wake a pass.
-    if written.metadata.generation == scaler.metadata.generation
-        && let Some(version) = written.metadata.resource_version
-    {
-        lock(&ctx.own_status_versions).insert(format!("{namespace}/{name}"), version);
-    }
+    let version = written
+        .metadata
+        .resource_version
+        .filter(|_| written.metadata.generation == scaler.metadata.generation);
+    lock(&ctx.own_status_writes).insert(
+        format!("{namespace}/{name}"),
+        OwnStatusWrite {
+            version,
+            status: status.clone(),
+        },
+    );
     Ok(())
 }
 

@@ -458,6 +458,52 @@ async fn status_is_written_only_when_it_changed() {
     );
 }
 
+/// A pass woken by a pod event can start before the watch shows the operator's previous status
+/// write: its cached PodScaler still carries the status before that write. When the new status
+/// equals that older one, it must still be written, or the previous write stands (its own
+/// watch event wakes nothing).
+#[tokio::test]
+async fn a_status_equal_only_to_an_outdated_cached_one_is_written() {
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, _registry) = context(client, store(vec![own("a"), own("b")]));
+    reconcile::reconcile(Arc::new(scaler(2)), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    drop(ctx);
+    let converged = patched_status(&api.finish().await)
+        .pop()
+        .expect("a status write");
+
+    let (pods, mut writer) = pod_cache();
+    for pod in [own("a"), own("b"), own("c")] {
+        writer.apply_watcher_event(&watcher::Event::Apply(pod));
+    }
+    let (client, api) = FakeApi::start(Creates::Succeed);
+    let (ctx, _registry) = context(client, pods);
+    let mut cached = scaler(2);
+    cached.status = Some(converged.clone());
+    let cached = Arc::new(cached);
+    // A third pod: one is deleted and "3 pods exist" is written.
+    reconcile::reconcile(Arc::clone(&cached), Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    // The deletion is observed; the cached PodScaler still shows the converged status.
+    for gone in ["a", "b", "c"] {
+        writer.apply_watcher_event(&watcher::Event::Delete(own(gone)));
+    }
+    for pod in [own("d"), own("e")] {
+        writer.apply_watcher_event(&watcher::Event::Apply(pod));
+    }
+    reconcile::reconcile(cached, Arc::clone(&ctx))
+        .await
+        .expect("reconcile");
+    drop(ctx);
+    let written = patched_status(&api.finish().await);
+    assert_eq!(written.len(), 2, "both passes write: {written:#?}");
+    assert_eq!(written[0].replicas, 3);
+    assert_eq!(written[1].replicas, 2);
+}
+
 #[tokio::test]
 async fn a_refused_create_stops_the_pass_and_is_reported() {
     let (client, api) = FakeApi::start(Creates::ExceedQuota);
