@@ -311,7 +311,7 @@ fn machine_header(plan: &Plan) -> String {
     let command: Vec<String> = std::env::args().skip(1).collect();
     format!(
         "# podscaler-bench{}{}\n\n{} UTC; {cpu}, {cores} cores, {memory}; load average at the \
-         start {load}.\nCommand: `cargo run --release -p e2e --bin podscaler-bench -- {}`\n",
+         start {load}.\nCommand: `podscaler-bench {}` (a {} build of the benchmark itself)\n",
         if plan.quick { " (quick)" } else { "" },
         if plan.debug_product {
             " — debug builds of the operator and webhook: the figures mean nothing"
@@ -320,6 +320,11 @@ fn machine_header(plan: &Plan) -> String {
         },
         k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M"),
         command.join(" "),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
     )
 }
 
