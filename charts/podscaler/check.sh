@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Static checks of the podscaler chart: no cluster needed, a few seconds.
 #
-#   charts/podscaler/check.sh                 # helm, helm-docs from e2e/controlplane/build.sh
+#   charts/podscaler/check.sh                 # helm, helm-docs, promtool from e2e/controlplane/build.sh
 #   charts/podscaler/check.sh --write-readme  # regenerate README.md (helm-docs), then check
-#   HELM=/usr/local/bin/helm HELM_DOCS=/usr/local/bin/helm-docs charts/podscaler/check.sh
+#   HELM=/usr/local/bin/helm HELM_DOCS=/usr/local/bin/helm-docs PROMTOOL=/usr/local/bin/promtool \
+#     charts/podscaler/check.sh
 #
 # 1. `helm lint --strict` with the default values and with every ci/*-values.yaml.
 # 2. `helm template` with the defaults and with ci/all-on-values.yaml (every toggle on): the exact
@@ -16,7 +17,10 @@
 # 4. Values the schema or the templates must refuse (typos, bad enums, missing TLS inputs).
 # 5. The repository around the chart: README.md is what helm-docs makes of README.md.gotmpl and
 #    values.yaml, every alert has a section in docs/runbooks.md, Chart.yaml's source is
-#    Cargo.toml's repository.
+#    Cargo.toml's repository; the packaged chart holds none of the files .helmignore leaves out.
+# 6. The PrometheusRule as Prometheus loads it: its spec.groups written as a rule file,
+#    `promtool check rules` on it (defaults, and every toggle on), and `promtool test rules` with
+#    the unit tests in tests/*_test.yaml, which must make every alert both fire and stay silent.
 # The PrometheusRule expressions and the dashboard queries are checked against the metric names
 # the real binaries expose by the e2e suite (e2e/tests/chart.rs), which also installs the chart.
 #
@@ -35,10 +39,11 @@ esac
 
 chart=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$chart/../.." && pwd)
-if [ -z "${HELM:-}" ] || [ -z "${HELM_DOCS:-}" ]; then
+if [ -z "${HELM:-}" ] || [ -z "${HELM_DOCS:-}" ] || [ -z "${PROMTOOL:-}" ]; then
 	tools=$("$repo/e2e/controlplane/build.sh")
 	HELM=${HELM:-$tools/helm}
 	HELM_DOCS=${HELM_DOCS:-$tools/helm-docs}
+	PROMTOOL=${PROMTOOL:-$tools/promtool}
 fi
 # helm-docs' options for README.md; the same for --write-readme and for the check.
 helm_docs=("$HELM_DOCS" --chart-search-root "$chart" --sort-values-order file
@@ -121,7 +126,7 @@ expect_refused() {
 	fi
 }
 
-echo "check.sh: $("$HELM" version --short), kube-version $KUBE_VERSION" >&2
+echo "check.sh: $("$HELM" version --short), $("$PROMTOOL" --version | head -1), kube-version $KUBE_VERSION" >&2
 
 # expect_same WHAT FILE [command...]: the command succeeds and its stdout is FILE's content.
 expect_same() {
@@ -396,6 +401,91 @@ if [ -n "$source" ] && [ "$source" = "$repository" ]; then
 else
 	fail "Chart.yaml's first source ($source) is not Cargo.toml's repository ($repository)"
 fi
+
+# The packaged chart is the chart alone: no static checks, no unit tests, no README template.
+if "$HELM" package "$chart" --destination "$tmp/package" >"$tmp/package.out" 2>&1; then
+	packaged=$(tar -tzf "$tmp"/package/podscaler-*.tgz)
+	for ignored in check.sh README.md.gotmpl tests/; do
+		if grep -q "^podscaler/$ignored" <<<"$packaged"; then
+			fail "helm package includes $ignored: add it to .helmignore"
+		else
+			pass
+		fi
+	done
+else
+	fail "helm package failed: $(cat "$tmp/package.out")"
+fi
+
+# --- 6. the PrometheusRule under promtool ---------------------------------------------------
+# A PrometheusRule's spec is a Prometheus rule file as it stands (groups: [{name, rules}]), so the
+# rule file is that spec cut out of the render. The unit tests in tests/ name it
+# podscaler-rules.yaml, relative to themselves: promtool runs on copies next to the rendered file.
+promtool_dir=$tmp/promtool
+mkdir -p "$promtool_dir"
+rule_file=$promtool_dir/podscaler-rules.yaml
+
+# cut_rule_file NAME OUT [helm args...]: renders the PrometheusRule alone (release $RELEASE in
+# $NAMESPACE) and writes its spec to OUT, or fails the check.
+cut_rule_file() {
+	local name=$1 out=$2
+	shift 2
+	render "$name" --show-only templates/prometheusrule.yaml "$@"
+	expect_count "$name" 1 '^kind: PrometheusRule$'
+	# spec is the object's last key (templates/prometheusrule.yaml): every line after `spec:`
+	# must be indented under it; anything else means the cut would be wrong.
+	if awk '
+		spec && /^  / { print substr($0, 3); next }
+		spec { bad = 1 }
+		/^spec:$/ { spec = 1 }
+		END { exit !(spec && !bad) }' "$tmp/$name.yaml" >"$out"; then
+		pass
+	else
+		fail "$name: no spec at the end of the PrometheusRule to cut a rule file from"
+	fi
+}
+
+# check_rules FILE: `promtool check rules`, lint warnings (duplicate rules) fatal too.
+check_rules() {
+	if "$PROMTOOL" check rules --lint-fatal "$1" >"$tmp/check-rules.out" 2>&1; then
+		pass
+	else
+		fail "promtool check rules ($(basename "$1")):"
+		sed 's/^/  /' "$tmp/check-rules.out" >&2
+	fi
+}
+
+# The defaults a user gets, with the rule on: what the unit tests expect (thresholds, for:,
+# job names, annotations).
+cut_rule_file rules-default "$rule_file" --set monitoring.prometheusRule.enabled=true
+check_rules "$rule_file"
+# Every toggle on: extra alert labels merged into each rule must still load.
+cut_rule_file rules-all-on "$tmp/all-on-rules.yaml" --values "$chart/ci/all-on-values.yaml"
+check_rules "$tmp/all-on-rules.yaml"
+
+cp "$chart"/tests/*_test.yaml "$promtool_dir/"
+if (cd "$promtool_dir" && "$PROMTOOL" test rules ./*_test.yaml) >"$tmp/test-rules.out" 2>&1; then
+	pass
+else
+	fail "promtool test rules (charts/podscaler/tests/*_test.yaml against the rendered rules):"
+	sed 's/^/  /' "$tmp/test-rules.out" >&2
+fi
+
+# Every alert has a test where it fires (exp_alerts not empty) and one where it stays silent
+# (exp_alerts: [] at some eval_time: healthy series, or a condition not yet held for its `for:`),
+# so an alert added to the chart cannot go untested.
+awk '
+	/^ *alertname: / { alert = $2 } # each alert_rule_test names its alert before exp_alerts
+	/^ *exp_alerts: *\[\] *$/ { print alert, "silent"; next }
+	/^ *exp_alerts:/ { print alert, "fires" }' "$chart"/tests/*_test.yaml | sort -u >"$tmp/tested"
+for alert in $(sed -n 's/^ *- alert: //p' "$rule_file"); do
+	for outcome in fires silent; do
+		if grep -qx "$alert $outcome" "$tmp/tested"; then
+			pass
+		else
+			fail "charts/podscaler/tests: no test where $alert ${outcome/silent/stays silent}"
+		fi
+	done
+done
 
 if [ "$failures" -ne 0 ]; then
 	echo "check.sh: $failures of $checks checks failed" >&2
