@@ -29,7 +29,7 @@ use crate::wait;
 const COMPONENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Service IP range; its first address is the `kubernetes` Service.
-const SERVICE_CIDR: &str = "10.0.0.0/24";
+pub(crate) const SERVICE_CIDR: &str = "10.0.0.0/24";
 
 /// Options for [`Cluster::start`].
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ pub struct ApiserverRestart {
 }
 
 /// How kube-apiserver is started: kept to start it again identically.
-struct ApiserverLaunch {
+pub(crate) struct ApiserverLaunch {
     program: PathBuf,
     args: Vec<String>,
     log_dir: PathBuf,
@@ -117,98 +117,29 @@ impl Cluster {
         let started = Instant::now();
 
         let authority = Authority::new("podscaler-e2e-ca")?;
-        let files = write_credentials(&root, &authority)?;
-
-        let mut processes = Vec::new();
-        let etcd_port = free_port()?;
-        let etcd_peer_port = free_port()?;
-        let mut etcd = Process::spawn(
-            "etcd",
-            &binaries.path("etcd"),
-            &[
-                format!("--data-dir={}", root.join("etcd").display()),
-                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
-                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
-                format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}"),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}"),
-                format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}"),
-                "--unsafe-no-fsync=true".to_owned(),
-                "--log-level=warn".to_owned(),
+        let placement = ApiserverPlacement {
+            address: Ipv4Addr::LOCALHOST,
+            port: free_port()?,
+            extra_args: vec![
+                // The apiserver would otherwise publish 127.0.0.1 as the `kubernetes` Service's
+                // endpoint, which endpoint validation rejects; nothing in the cluster needs it.
+                "--endpoint-reconciler-type=none".to_owned(),
             ],
-            &[],
-            &root,
-        )?;
-        wait_for_etcd(&mut etcd, etcd_port).await?;
-        processes.push(etcd);
-        progress(started, "etcd is healthy");
-
-        let apiserver_port = free_port()?;
-        let server = format!("https://127.0.0.1:{apiserver_port}");
-        let apiserver_launch = ApiserverLaunch {
-            program: binaries.path("kube-apiserver"),
-            args: apiserver_args(etcd_port, apiserver_port, &files),
-            log_dir: root.clone(),
         };
-        let mut apiserver = apiserver_launch.spawn(APISERVER, Process::spawn)?;
-        let kubeconfig = root.join("admin.kubeconfig");
-        write_kubeconfig(
-            &kubeconfig,
-            &server,
-            &files.ca_cert,
-            &files.admin_cert,
-            &files.admin_key,
-        )?;
-        let client = client_for(&kubeconfig).await?;
-        wait_for_apiserver(&mut apiserver, &client).await?;
-        processes.push(apiserver);
-        progress(started, "kube-apiserver is ready");
-
-        let kubeconfig_arg = format!("--kubeconfig={}", kubeconfig.display());
-        let delegated = [
-            format!("--authentication-kubeconfig={}", kubeconfig.display()),
-            format!("--authorization-kubeconfig={}", kubeconfig.display()),
-        ];
-        let mut controller_manager_args = vec![
-            kubeconfig_arg.clone(),
-            "--bind-address=127.0.0.1".to_owned(),
-            format!("--secure-port={}", free_port()?),
-            "--leader-elect=false".to_owned(),
-            format!(
-                "--service-account-private-key-file={}",
-                files.sa_private.display()
-            ),
-            format!("--root-ca-file={}", files.ca_cert.display()),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            "--kube-api-qps=200".to_owned(),
-            "--kube-api-burst=400".to_owned(),
-        ];
-        controller_manager_args.extend(delegated.iter().cloned());
-        processes.push(Process::spawn(
-            "kube-controller-manager",
-            &binaries.path("kube-controller-manager"),
-            &controller_manager_args,
-            &[],
-            &root,
-        )?);
-        let mut scheduler_args = vec![
-            kubeconfig_arg.clone(),
-            "--bind-address=127.0.0.1".to_owned(),
-            format!("--secure-port={}", free_port()?),
-            "--leader-elect=false".to_owned(),
-        ];
-        scheduler_args.extend(delegated.iter().cloned());
-        processes.push(Process::spawn(
-            "kube-scheduler",
-            &binaries.path("kube-scheduler"),
-            &scheduler_args,
-            &[],
-            &root,
-        )?);
+        let core = start_core(&binaries, &root, &authority, placement, started).await?;
+        let CoreComponents {
+            mut processes,
+            apiserver_launch,
+            kubeconfig,
+            server,
+            client,
+            files,
+        } = core;
         processes.push(Process::spawn(
             "kwok",
             &binaries.path("kwok"),
             &[
-                kubeconfig_arg,
+                format!("--kubeconfig={}", kubeconfig.display()),
                 format!("--config={}", files.kwok_config.display()),
                 "--manage-all-nodes=false".to_owned(),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".to_owned(),
@@ -504,11 +435,138 @@ impl Drop for Cluster {
 
 /// Reports a finished step of [`Cluster::start`]: starting takes tens of seconds on a busy
 /// machine, and a silent wait looks like a hang.
-fn progress(started: Instant, step: &str) {
+pub(crate) fn progress(started: Instant, step: &str) {
     tracing::info!(
         seconds = %format_args!("{:.1}", started.elapsed().as_secs_f32()),
         "{step}"
     );
+}
+
+/// Where kube-apiserver listens, and the flags a tier adds to the common ones.
+pub(crate) struct ApiserverPlacement {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub extra_args: Vec<String>,
+}
+
+/// etcd, kube-apiserver, kube-controller-manager and kube-scheduler, running.
+pub(crate) struct CoreComponents {
+    /// In start order.
+    pub processes: Vec<Process>,
+    pub apiserver_launch: ApiserverLaunch,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// `https://<address>:<port>`.
+    pub server: String,
+    pub client: Client,
+    pub files: Credentials,
+}
+
+/// Starts the components every tier shares, each once the one before it is ready (the
+/// controller-manager and the scheduler are not waited for: nothing answers for them but the
+/// objects they make).
+pub(crate) async fn start_core(
+    binaries: &ControlPlane,
+    root: &Path,
+    authority: &Authority,
+    placement: ApiserverPlacement,
+    started: Instant,
+) -> anyhow::Result<CoreComponents> {
+    let files = write_credentials(root, authority, IpAddr::V4(placement.address))?;
+    let mut processes = Vec::new();
+    let etcd_port = free_port()?;
+    let etcd_peer_port = free_port()?;
+    let mut etcd = Process::spawn(
+        "etcd",
+        &binaries.path("etcd"),
+        &[
+            format!("--data-dir={}", root.join("etcd").display()),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}"),
+            format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}"),
+            "--unsafe-no-fsync=true".to_owned(),
+            "--log-level=warn".to_owned(),
+        ],
+        &[],
+        root,
+    )?;
+    wait_for_etcd(&mut etcd, etcd_port).await?;
+    processes.push(etcd);
+    progress(started, "etcd is healthy");
+
+    let server = format!("https://{}:{}", placement.address, placement.port);
+    let mut args = apiserver_args(etcd_port, &placement, &files);
+    args.extend(placement.extra_args);
+    let apiserver_launch = ApiserverLaunch {
+        program: binaries.path("kube-apiserver"),
+        args,
+        log_dir: root.to_path_buf(),
+    };
+    let mut apiserver = apiserver_launch.spawn(APISERVER, Process::spawn)?;
+    let kubeconfig = root.join("admin.kubeconfig");
+    write_kubeconfig(
+        &kubeconfig,
+        &server,
+        &files.ca_cert,
+        &files.admin_cert,
+        &files.admin_key,
+    )?;
+    let client = client_for(&kubeconfig).await?;
+    wait_for_apiserver(&mut apiserver, &client).await?;
+    processes.push(apiserver);
+    progress(started, "kube-apiserver is ready");
+
+    let kubeconfig_arg = format!("--kubeconfig={}", kubeconfig.display());
+    let delegated = [
+        format!("--authentication-kubeconfig={}", kubeconfig.display()),
+        format!("--authorization-kubeconfig={}", kubeconfig.display()),
+    ];
+    let mut controller_manager_args = vec![
+        kubeconfig_arg.clone(),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={}", free_port()?),
+        "--leader-elect=false".to_owned(),
+        format!(
+            "--service-account-private-key-file={}",
+            files.sa_private.display()
+        ),
+        format!("--root-ca-file={}", files.ca_cert.display()),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        "--kube-api-qps=200".to_owned(),
+        "--kube-api-burst=400".to_owned(),
+    ];
+    controller_manager_args.extend(delegated.iter().cloned());
+    processes.push(Process::spawn(
+        "kube-controller-manager",
+        &binaries.path("kube-controller-manager"),
+        &controller_manager_args,
+        &[],
+        root,
+    )?);
+    let mut scheduler_args = vec![
+        kubeconfig_arg,
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={}", free_port()?),
+        "--leader-elect=false".to_owned(),
+    ];
+    scheduler_args.extend(delegated.iter().cloned());
+    processes.push(Process::spawn(
+        "kube-scheduler",
+        &binaries.path("kube-scheduler"),
+        &scheduler_args,
+        &[],
+        root,
+    )?);
+    Ok(CoreComponents {
+        processes,
+        apiserver_launch,
+        kubeconfig,
+        server,
+        client,
+        files,
+    })
 }
 
 /// Creates namespace `name` unless it exists, and waits for its `default` ServiceAccount
@@ -551,18 +609,22 @@ fn node_ready(node: &Node) -> bool {
         })
 }
 
-struct Credentials {
-    ca_cert: PathBuf,
-    apiserver_cert: PathBuf,
-    apiserver_key: PathBuf,
-    admin_cert: PathBuf,
-    admin_key: PathBuf,
-    sa_private: PathBuf,
-    sa_public: PathBuf,
-    kwok_config: PathBuf,
+pub(crate) struct Credentials {
+    pub ca_cert: PathBuf,
+    pub apiserver_cert: PathBuf,
+    pub apiserver_key: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    pub sa_private: PathBuf,
+    pub sa_public: PathBuf,
+    pub kwok_config: PathBuf,
 }
 
-fn write_credentials(root: &Path, authority: &Authority) -> anyhow::Result<Credentials> {
+fn write_credentials(
+    root: &Path,
+    authority: &Authority,
+    apiserver_address: IpAddr,
+) -> anyhow::Result<Credentials> {
     let pki = root.join("pki");
     std::fs::create_dir_all(&pki).context("creating the pki directory")?;
     let write = |name: &str, contents: &str| -> anyhow::Result<PathBuf> {
@@ -579,7 +641,7 @@ fn write_credentials(root: &Path, authority: &Authority) -> anyhow::Result<Crede
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ],
-        &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
+        &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), apiserver_address],
     )?;
     let admin = authority.client("e2e-admin", &["system:masters"])?;
     let (sa_private, sa_public) = certs::service_account_key()?;
@@ -599,7 +661,7 @@ fn write_credentials(root: &Path, authority: &Authority) -> anyhow::Result<Crede
     })
 }
 
-fn write_kubeconfig(
+pub(crate) fn write_kubeconfig(
     path: &Path,
     server: &str,
     ca: &Path,
@@ -634,12 +696,16 @@ async fn wait_for_etcd(etcd: &mut Process, port: u16) -> anyhow::Result<()> {
 }
 
 /// kube-apiserver's flags: the same for its first start and every restart.
-fn apiserver_args(etcd_port: u16, apiserver_port: u16, files: &Credentials) -> Vec<String> {
+fn apiserver_args(
+    etcd_port: u16,
+    placement: &ApiserverPlacement,
+    files: &Credentials,
+) -> Vec<String> {
     vec![
         format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-        "--bind-address=127.0.0.1".to_owned(),
-        "--advertise-address=127.0.0.1".to_owned(),
-        format!("--secure-port={apiserver_port}"),
+        format!("--bind-address={}", placement.address),
+        format!("--advertise-address={}", placement.address),
+        format!("--secure-port={}", placement.port),
         format!("--tls-cert-file={}", files.apiserver_cert.display()),
         format!("--tls-private-key-file={}", files.apiserver_key.display()),
         format!("--client-ca-file={}", files.ca_cert.display()),
@@ -652,9 +718,6 @@ fn apiserver_args(etcd_port: u16, apiserver_port: u16, files: &Credentials) -> V
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         "--authorization-mode=Node,RBAC".to_owned(),
         "--allow-privileged=true".to_owned(),
-        // The apiserver would otherwise publish 127.0.0.1 as the `kubernetes` Service's
-        // endpoint, which endpoint validation rejects; nothing in the cluster needs it.
-        "--endpoint-reconciler-type=none".to_owned(),
         "--profiling=false".to_owned(),
     ]
 }
