@@ -137,6 +137,9 @@ build_cert_manager_webhook() { build_cert_manager webhook "$1"; }
 # v1.11.5, …-cainjector, …-webhook); the e2e harness builds local images under those names from
 # the binaries above, and IfNotPresent keeps the kubelet from pulling them. (The controller's
 # --acme-http01-solver-image names acmesolver, which is not built: the suite issues no ACME.)
+# One setting a production install makes and the release manifest does not:
+# --enable-certificate-owner-ref, so a Certificate's Secret goes with it and `helm uninstall`
+# of a chart that requests certificates leaves no key material behind.
 build_cert_manager_yaml() {
 	local json src chart=$1/chart
 	json=$(cd "$certmanager" && go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION") ||
@@ -161,6 +164,7 @@ build_cert_manager_yaml() {
 		"${entry[helm]}/helm" template cert-manager "$chart" --namespace cert-manager \
 			--kube-version "$KUBERNETES_VERSION" --set installCRDs=true --set creator=static \
 			--set startupapicheck.enabled=false --set image.pullPolicy=IfNotPresent \
+			--set 'extraArgs={--enable-certificate-owner-ref=true}' \
 			--set cainjector.image.pullPolicy=IfNotPresent --set webhook.image.pullPolicy=IfNotPresent |
 			sed -e '1{/^---$/d;}'
 	} >"$1/cert-manager.yaml"
