@@ -12,6 +12,7 @@ pub mod kubectl_output;
 pub mod ledger;
 pub mod local_http;
 pub mod merge_markers;
+pub mod node;
 pub mod observe;
 pub mod process;
 pub mod procs;
