@@ -228,30 +228,12 @@ impl Webhook {
 
     /// The certificate the webhook presents to a new TLS handshake, DER.
     pub async fn served_certificate(&self, cluster: &Cluster) -> anyhow::Result<Vec<u8>> {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = CertificateDer::from_pem_slice(cluster.authority().cert_pem().as_bytes())
-            .context("parsing the cluster CA")?;
-        roots.add(ca).context("trusting the cluster CA")?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let stream = TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .context("connecting to the webhook")?;
-        let server = ServerName::try_from("127.0.0.1").context("server name")?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(server, stream)
-            .await
-            .context("TLS handshake with the webhook")?;
-        let (_, session) = tls.get_ref();
-        let leaf = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .context("the webhook presented no certificate")?;
-        Ok(leaf.to_vec())
+        served_leaf(
+            std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            "127.0.0.1",
+            cluster.authority().cert_pem(),
+        )
+        .await
     }
 
     /// The HTTPS port of the admission paths on 127.0.0.1.
@@ -336,4 +318,36 @@ impl SecretVolume {
         fs::rename(&staging, self.dir.join("..data")).context("swapping ..data")?;
         Ok(())
     }
+}
+
+/// The leaf certificate (DER) a TLS server at `address` presents for `server_name`, verified
+/// against the PEM CA `ca_pem`.
+pub async fn served_leaf(
+    address: std::net::SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("parsing the CA")?;
+    roots.add(ca).context("trusting the CA")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to {address}"))?;
+    let server = ServerName::try_from(server_name.to_owned()).context("server name")?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(server, stream)
+        .await
+        .with_context(|| format!("TLS handshake with {address}"))?;
+    let (_, session) = tls.get_ref();
+    let leaf = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .context("the server presented no certificate")?;
+    Ok(leaf.to_vec())
 }
