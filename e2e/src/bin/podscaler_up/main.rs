@@ -11,7 +11,11 @@
 //! Ctrl-C, at any point, stops a build under way, the operator, the webhook and the local
 //! control plane (whatever it started), as do SIGTERM and SIGHUP; the sample stays in a
 //! cluster that was already there, so `kubectl delete namespace podscaler-demo` cleans it up.
+//!
+//! `--real-node` instead starts the e2e suite's real-node tier and installs the Helm chart
+//! there (see `real_node`).
 
+mod real_node;
 mod summary;
 
 use std::cell::Cell;
@@ -22,6 +26,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use e2e::binaries::Product;
 use e2e::cluster::{ensure_namespace, private_tempdir};
 use e2e::kubectl::Kubectl;
@@ -77,7 +82,19 @@ impl Target {
     }
 }
 
+/// Runs PodScaler the quickest way you can see it work: on the current kubeconfig's cluster when
+/// it answers, otherwise on a local control plane this command starts (and stops on Ctrl-C).
+#[derive(Parser)]
+struct Args {
+    /// Start a control plane with one real node instead (containerd and a kubelet, everything
+    /// in a network namespace of its own; needs root) and install the Helm chart on it, with
+    /// cert-manager: PodScaler in real pods, as it runs in production. Up in about 2 minutes.
+    #[arg(long)]
+    real_node: bool,
+}
+
 fn main() -> ExitCode {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             // kube_client logs every refused connection while the local apiserver starts.
@@ -91,6 +108,18 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Before the runtime exists: the threads it starts must be inside the namespace.
+    let footprint = if args.real_node {
+        match e2e::node::enter() {
+            Ok(footprint) => Some(footprint),
+            Err(error) => {
+                eprintln!("error: preparing the real node: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     // Current-thread runtime on the main thread: the child processes' parent-death signal is
     // tied to the thread that started them, which must live as long as they do.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -107,8 +136,14 @@ fn main() -> ExitCode {
     // under way, the operator, the webhook and a local control plane stop, and their
     // directories are removed.
     let outcome = runtime.block_on(async {
+        let run = async {
+            match footprint {
+                Some(footprint) => real_node::run(footprint).await,
+                None => run().await,
+            }
+        };
         tokio::select! {
-            outcome = run() => outcome,
+            outcome = run => outcome,
             stop = stop_signal() => {
                 let signal = stop?;
                 eprintln!("{signal}: stopping");
