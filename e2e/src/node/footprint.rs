@@ -80,15 +80,13 @@ impl Footprint {
     /// Runs whose owner has exited but whose names are still there: a run killed before its
     /// teardown.
     pub fn stale() -> Vec<Self> {
-        let mut owners: Vec<u32> = netns::named_with_prefix(PREFIX)
+        let mut names = netns::named_with_prefix(PREFIX);
+        names.extend(names_in(&std::env::temp_dir()));
+        for hierarchy in cgroup_hierarchies() {
+            names.extend(names_in(&hierarchy));
+        }
+        let mut owners: Vec<u32> = names
             .iter()
-            .chain(&names_in(&std::env::temp_dir()))
-            .chain(
-                &cgroup_hierarchies()
-                    .iter()
-                    .flat_map(|h| names_in(h))
-                    .collect::<Vec<_>>(),
-            )
             .filter_map(|name| name.strip_prefix(PREFIX)?.parse().ok())
             .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
             .collect();
