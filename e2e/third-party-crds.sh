@@ -90,7 +90,7 @@ cm_dir=$(module_dir "$CERT_MANAGER_MODULE" "$CERT_MANAGER_VERSION")
 [ -f "$cm_dir/deploy/charts/cert-manager/Chart.yaml" ] || die "$cm_dir has no deploy/charts/cert-manager"
 helm=${HELM:-}
 if [ -z "$helm" ]; then
-	helm="$("$here/controlplane/build.sh")/helm"
+	helm="$("$here/controlplane/build.sh" control-plane)/helm"
 fi
 [ -x "$helm" ] || die "no helm binary at $helm (set HELM)"
 

@@ -40,7 +40,7 @@ esac
 chart=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$chart/../.." && pwd)
 if [ -z "${HELM:-}" ] || [ -z "${HELM_DOCS:-}" ] || [ -z "${PROMTOOL:-}" ]; then
-	tools=$("$repo/e2e/controlplane/build.sh")
+	tools=$("$repo/e2e/controlplane/build.sh" control-plane)
 	HELM=${HELM:-$tools/helm}
 	HELM_DOCS=${HELM_DOCS:-$tools/helm-docs}
 	PROMTOOL=${PROMTOOL:-$tools/promtool}

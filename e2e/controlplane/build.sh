@@ -22,7 +22,9 @@
 # A run that finds everything prints only the directory (nothing on stderr) and returns at once.
 # A run that has to build says first, in one stderr line, what and roughly how long.
 #
-#   e2e/controlplane/build.sh            # build (or reuse) and print the bin directory
+#   e2e/controlplane/build.sh            # build (or reuse) all of them and print the bin directory
+#   e2e/controlplane/build.sh control-plane   # only what the kwok control plane, the chart checks
+#                                        # and podscaler-bench use (not the real node's tools)
 #   PODSCALER_E2E_CACHE=/some/dir ...    # cache root (default: ~/.cache/podscaler-e2e)
 #
 # Old entries are never deleted; `rm -rf ~/.cache/podscaler-e2e/{tools,bin-*}` starts afresh.
@@ -51,13 +53,20 @@ HELM_DOCS_VERSION=v1.14.2
 # Prometheus v3.MINOR.PATCH is tagged v0.3MINOR.PATCH for Go modules: v0.316.0 is Prometheus 3.16.0.
 PROMETHEUS_VERSION=v0.316.0
 
+# The control-plane set first, then the real node's tools: a cold machine (CI builds everything
+# in the background) can run the kwok suites while the real node's tools are still building.
 # helm comes before cert-manager.yaml, which it renders; promtool before prometheus, whose build
 # reuses most of the packages promtool's compiled into the Go build cache.
+control_plane_tools=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm helm-docs promtool)
 tools=(
-	kube-apiserver kube-controller-manager kube-scheduler etcd kwok kubelet pause
-	cert-manager-controller cert-manager-cainjector cert-manager-webhook
-	helm helm-docs cert-manager.yaml promtool prometheus
+	"${control_plane_tools[@]}" kubelet pause
+	cert-manager-controller cert-manager-cainjector cert-manager-webhook cert-manager.yaml prometheus
 )
+case ${1:-all} in
+all) selected=("${tools[@]}") ;;
+control-plane) selected=("${control_plane_tools[@]}") ;;
+*) echo "controlplane: unknown tool set '$1' (all, control-plane)" >&2; exit 2 ;;
+esac
 # Rough build times in seconds on this project's 2-core machine, loaded, with a cold Go build
 # cache, each after the tools before it (which share packages); only for the one-line
 # announcement. With a warm build cache (a recipe change that only touches ldflags) each takes
@@ -291,11 +300,11 @@ for tool in "${tools[@]}"; do
 	key=$(recipe "$tool" | sha256sum | cut -c1-12)
 	entry[$tool]="$cache_root/tools/$tool-$key"
 done
-bin="$cache_root/bin-$(for tool in "${tools[@]}"; do echo "${entry[$tool]}"; done | sha256sum | cut -c1-12)"
+bin="$cache_root/bin-$(for tool in "${selected[@]}"; do echo "${entry[$tool]}"; done | sha256sum | cut -c1-12)"
 
 complete() {
 	local tool
-	for tool in "${tools[@]}"; do present "$bin/$tool" || return 1; done
+	for tool in "${selected[@]}"; do present "$bin/$tool" || return 1; done
 }
 
 if complete; then
@@ -305,7 +314,7 @@ fi
 
 missing=()
 seconds=0
-for tool in "${tools[@]}"; do
+for tool in "${selected[@]}"; do
 	if ! present "${entry[$tool]}/$tool"; then
 		missing+=("$tool")
 		seconds=$((seconds + estimate[$tool]))
@@ -320,18 +329,26 @@ staging=$(mktemp -d "$cache_root/tools/.staging.XXXXXX")
 trap 'rm -rf "$staging"' EXIT
 
 for tool in "${missing[@]}"; do
+	# One build of a tool at a time across concurrent runs (CI builds all in the background while
+	# the chart checks ask for the control-plane set): wait for the other run, then look again.
+	exec {lock}>"$cache_root/tools/.$tool.lock"
+	flock "$lock"
+	if present "${entry[$tool]}/$tool"; then
+		exec {lock}>&-
+		continue
+	fi
 	start=$SECONDS
 	mkdir "$staging/$tool"
 	"$(builder "$tool")" "$staging/$tool" >&2
 	present "$staging/$tool/$tool" || { log "building $tool produced no $tool"; exit 1; }
-	# Another run may have finished the same entry meanwhile; both are built from the same recipe.
-	mv -T "$staging/$tool" "${entry[$tool]}" 2>/dev/null || true
+	mv -T "$staging/$tool" "${entry[$tool]}"
+	exec {lock}>&-
 	log "built $tool in $((SECONDS - start))s"
 done
 
 # The bin directory appears whole or not at all: symlinks in a staging directory, then one rename.
 mkdir "$staging/bin"
-for tool in "${tools[@]}"; do
+for tool in "${selected[@]}"; do
 	ln -s "${entry[$tool]}/$tool" "$staging/bin/$tool"
 done
 mv -T "$staging/bin" "$bin" 2>/dev/null || true

@@ -14,10 +14,22 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Builds the control plane (minutes, once per machine) or finds it in the cache (instant).
+    /// The kwok control plane's binaries and the chart tools (helm, helm-docs, promtool):
+    /// built (minutes, once per machine) or found in the cache (instant).
     pub fn locate() -> anyhow::Result<Self> {
         static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        let dir = DIR.get_or_init(|| build_control_plane().map_err(|error| format!("{error:#}")));
+        Self::located(&DIR, "control-plane")
+    }
+
+    /// Everything [`ControlPlane::locate`] gives, and the real node's tools: kubelet, pause,
+    /// cert-manager and its manifest, prometheus.
+    pub fn locate_all() -> anyhow::Result<Self> {
+        static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        Self::located(&DIR, "all")
+    }
+
+    fn located(dir: &OnceLock<Result<PathBuf, String>>, set: &str) -> anyhow::Result<Self> {
+        let dir = dir.get_or_init(|| build_tools(set).map_err(|error| format!("{error:#}")));
         match dir {
             Ok(dir) => Ok(Self { dir: dir.clone() }),
             Err(error) => anyhow::bail!("{error}"),
@@ -30,26 +42,30 @@ impl ControlPlane {
     }
 }
 
-fn build_control_plane() -> anyhow::Result<PathBuf> {
-    directory_from_script(&workspace_root().join("e2e/controlplane/build.sh"))
+/// `build.sh <set>`: the directory of that set of tools.
+fn build_tools(set: &str) -> anyhow::Result<PathBuf> {
+    directory_from_script(
+        Command::new("bash")
+            .arg(workspace_root().join("e2e/controlplane/build.sh"))
+            .arg(set),
+    )
 }
 
 /// Runs one of the repository's cache scripts (progress on stderr, passed through) and returns
 /// the directory it prints on stdout.
-pub fn directory_from_script(script: &Path) -> anyhow::Result<PathBuf> {
-    let output = Command::new("bash")
-        .arg(script)
+pub fn directory_from_script(command: &mut Command) -> anyhow::Result<PathBuf> {
+    let script = format!("{command:?}");
+    let output = command
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("running {}", script.display()))?;
+        .with_context(|| format!("running {script}"))?;
     anyhow::ensure!(
         output.status.success(),
-        "{} failed ({}); see its output above",
-        script.display(),
+        "{script} failed ({}); see its output above",
         output.status
     );
     let dir = String::from_utf8(output.stdout)
-        .with_context(|| format!("{} printed a non-UTF-8 path", script.display()))?;
+        .with_context(|| format!("{script} printed a non-UTF-8 path"))?;
     Ok(PathBuf::from(dir.trim()))
 }
 

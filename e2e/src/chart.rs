@@ -94,7 +94,9 @@ pub async fn promtool_check_metrics(promtool: &Path, page: &str) -> anyhow::Resu
 /// The cached directory of cert-manager and Prometheus Operator CRDs (`third-party-crds.sh`
 /// builds it from their Go modules on first use).
 pub fn third_party_crds() -> anyhow::Result<PathBuf> {
-    directory_from_script(&workspace_root().join("e2e/third-party-crds.sh"))
+    directory_from_script(
+        std::process::Command::new("bash").arg(workspace_root().join("e2e/third-party-crds.sh")),
+    )
 }
 
 /// Every PromQL expression of a rendered chart: the PrometheusRule's alert and record rules,

@@ -126,7 +126,7 @@ impl RealNode {
     /// node is Ready.
     pub async fn start(footprint: Footprint, images: &[ImageSpec]) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let binaries = ControlPlane::locate()?;
+        let binaries = ControlPlane::locate_all()?;
         let root = footprint.dir.clone();
         let authority = Authority::new("podscaler-node-ca")?;
         let mut extra_args = vec![
