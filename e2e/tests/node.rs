@@ -32,8 +32,8 @@ use tokio::sync::OnceCell;
 
 /// How long pods on the real node may take to start, or to go, on a loaded machine.
 const CONVERGE: Duration = Duration::from_secs(180);
-/// How long `podscaler-up --real-node` may take to show its sample (about 2 minutes here, with
-/// the binaries already built).
+/// How long `podscaler-up --real-node` may take to show its sample (about 45 s here when the
+/// binaries are built; longer on a loaded machine).
 const UP_WITHIN: Duration = Duration::from_secs(600);
 
 /// The values a user of a one-node cluster with cert-manager and Prometheus would pass:

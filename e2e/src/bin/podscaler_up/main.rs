@@ -88,7 +88,7 @@ impl Target {
 struct Args {
     /// Start a control plane with one real node instead (containerd and a kubelet, everything
     /// in a network namespace of its own; needs root) and install the Helm chart on it, with
-    /// cert-manager: PodScaler in real pods, as it runs in production. Up in about 2 minutes.
+    /// cert-manager: PodScaler in real pods, as it runs in production (about 45 s when warm).
     #[arg(long)]
     real_node: bool,
 }
