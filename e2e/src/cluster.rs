@@ -423,13 +423,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Last started, first stopped: nothing is left talking to a dead apiserver or etcd.
-        let processes = self
-            .processes
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        while let Some(mut process) = processes.pop() {
-            let _ = process.kill();
-        }
+        crate::process::kill_in_reverse(
+            self.processes
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 }
 

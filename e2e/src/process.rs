@@ -214,3 +214,11 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Kills `processes` last first (each component outlives what talks to it), leaving the list
+/// empty.
+pub fn kill_in_reverse(processes: &mut Vec<Process>) {
+    while let Some(mut process) = processes.pop() {
+        let _ = process.kill();
+    }
+}

@@ -377,26 +377,18 @@ async fn the_in_cluster_operator_scales_real_containers(tier: Arc<Tier>) -> anyh
         .await?;
     let selector = format!("app={scaler}");
     wait_running_count(&tier, namespace, &selector, 3).await?;
-    tier.kubectl()
-        .run(&[
-            "-n",
-            namespace,
-            "scale",
-            &format!("podscaler/{scaler}"),
-            "--replicas=1",
-        ])
-        .await?;
-    wait_running_count(&tier, namespace, &selector, 1).await?;
-    tier.kubectl()
-        .run(&[
-            "-n",
-            namespace,
-            "scale",
-            &format!("podscaler/{scaler}"),
-            "--replicas=2",
-        ])
-        .await?;
-    wait_running_count(&tier, namespace, &selector, 2).await?;
+    for count in [1, 2] {
+        tier.kubectl()
+            .run(&[
+                "-n",
+                namespace,
+                "scale",
+                &format!("podscaler/{scaler}"),
+                &format!("--replicas={count}"),
+            ])
+            .await?;
+        wait_running_count(&tier, namespace, &selector, count).await?;
+    }
 
     // Its logs come through the API server from the kubelet, one JSON object per line: the
     // leader's say it leads and runs the controller.

@@ -267,13 +267,11 @@ impl RealNode {
     }
 
     fn stop_processes(&mut self) {
-        let processes = self
-            .processes
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        while let Some(mut process) = processes.pop() {
-            let _ = process.kill();
-        }
+        crate::process::kill_in_reverse(
+            self.processes
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let _ = self.containerd.process_mut().kill();
     }
 

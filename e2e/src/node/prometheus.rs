@@ -85,12 +85,10 @@ impl Prometheus {
                 .append_pair("query", promql)
                 .finish()
         );
-        let (code, body) = local_http::get(self.port, &path).await?;
-        let answer: Value = serde_json::from_str(&body)
-            .with_context(|| format!("Prometheus answered {code}: {body}"))?;
+        let answer = self.api_get(&path).await?;
         anyhow::ensure!(
             answer["status"] == "success",
-            "query {promql:?} failed ({code}): {}",
+            "query {promql:?} failed: {}",
             answer["error"]
         );
         Ok(match &answer["data"]["result"] {
@@ -102,9 +100,7 @@ impl Prometheus {
 
     /// The scrape targets, as `/api/v1/targets` lists the active ones.
     pub async fn active_targets(&self) -> anyhow::Result<Vec<Value>> {
-        let (code, body) = local_http::get(self.port, "/api/v1/targets?state=active").await?;
-        let answer: Value = serde_json::from_str(&body)
-            .with_context(|| format!("Prometheus answered {code}: {body}"))?;
+        let answer = self.api_get("/api/v1/targets?state=active").await?;
         Ok(answer["data"]["activeTargets"]
             .as_array()
             .cloned()
@@ -113,13 +109,17 @@ impl Prometheus {
 
     /// The alerts the rules currently hold, as `/api/v1/alerts` lists them.
     pub async fn alerts(&self) -> anyhow::Result<Vec<Value>> {
-        let (code, body) = local_http::get(self.port, "/api/v1/alerts").await?;
-        let answer: Value = serde_json::from_str(&body)
-            .with_context(|| format!("Prometheus answered {code}: {body}"))?;
+        let answer = self.api_get("/api/v1/alerts").await?;
         Ok(answer["data"]["alerts"]
             .as_array()
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// `GET <path>` of the HTTP API, parsed; the body is in the error when it is not JSON.
+    async fn api_get(&self, path: &str) -> anyhow::Result<Value> {
+        let (code, body) = local_http::get(self.port, path).await?;
+        serde_json::from_str(&body).with_context(|| format!("Prometheus answered {code}: {body}"))
     }
 
     /// Fails when Prometheus has exited.
