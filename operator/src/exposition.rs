@@ -162,6 +162,16 @@ fn without_exemplar(line: &str) -> &str {
     }
 }
 
+/// `# HELP` lines ending in two periods: prometheus-client ends every registered help text
+/// with a period of its own, so a help text written with one shows two. Each registry's tests
+/// assert there are none.
+#[cfg(test)]
+pub(crate) fn doubled_help_periods(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|line| line.starts_with("# HELP ") && line.ends_with(".."))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -366,11 +366,7 @@ mod tests {
         ] {
             assert!(text.contains(zero), "missing {zero:?} in\n{text}");
         }
-        // prometheus-client ends every registered help text with a period of its own.
-        let doubled: Vec<&str> = text
-            .lines()
-            .filter(|line| line.starts_with("# HELP ") && line.ends_with(".."))
-            .collect();
+        let doubled = crate::exposition::doubled_help_periods(&text);
         assert!(doubled.is_empty(), "{doubled:?}");
     }
 

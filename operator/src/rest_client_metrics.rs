@@ -330,10 +330,7 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
-        let doubled: Vec<&str> = text
-            .lines()
-            .filter(|line| line.starts_with("# HELP ") && line.ends_with(".."))
-            .collect();
+        let doubled = crate::exposition::doubled_help_periods(&text);
         assert!(doubled.is_empty(), "{doubled:?}");
     }
 
