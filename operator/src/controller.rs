@@ -199,7 +199,7 @@ pub async fn run(
                         // A stale pod cache can miss pods created just before an outage (too
                         // few: create again) or show deleted ones (too many). The relist's
                         // InitDone wakes every PodScaler.
-                        tracing::debug!(podscaler = %scaler.name_any(), "pod cache stale; reconcile held back");
+                        tracing::debug!(podscaler = %reconcile::ref_key(&key), "pod cache stale; reconcile held back");
                         ctx.metrics().workqueue().requeued(key, STALE_CACHE_RECHECK);
                         return Ok(Action::requeue(STALE_CACHE_RECHECK));
                     }
@@ -214,11 +214,11 @@ pub async fn run(
             let queue = queue.clone();
             async move {
                 match outcome {
-                    Ok((scaler, _)) => tracing::debug!(podscaler = %scaler, "reconciled"),
+                    Ok((scaler, _)) => tracing::debug!(podscaler = %reconcile::ref_key(&scaler), "reconciled"),
                     // The PodScaler was deleted: nothing left to reconcile, only to forget.
                     Err(controller::Error::ObjectNotFound(gone)) => {
                         let namespace = gone.namespace.clone().unwrap_or_default();
-                        tracing::info!(podscaler = %gone, "PodScaler deleted");
+                        tracing::info!(podscaler = %reconcile::ref_key(&gone), "PodScaler deleted");
                         queue.discarded(&ObjectRef::new(&gone.name).within(&namespace));
                         ctx.forget(&namespace, &gone.name);
                     }

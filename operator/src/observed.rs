@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::plan::{self, Controller, DELETION_COST_ANNOTATION, OwnerName, Phase, PodFacts};
+use crate::plan::{self, DELETION_COST_ANNOTATION, OwnerName, Phase, PodFacts, PodOwner};
 
 /// A pod as the operator sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,9 +120,9 @@ impl ObservedPod {
     /// The facts planning reads, for the PodScaler whose UID is `scaler_uid`.
     pub fn facts(&self, scaler_uid: &str) -> PodFacts {
         let controller = match &self.controller {
-            None => Controller::Nobody,
-            Some(controller) if controller.uid == scaler_uid => Controller::This,
-            Some(controller) => Controller::Other(controller.owner.clone()),
+            None => PodOwner::Nobody,
+            Some(controller) if controller.uid == scaler_uid => PodOwner::This,
+            Some(controller) => PodOwner::Other(controller.owner.clone()),
         };
         PodFacts {
             name: self.name.clone(),
@@ -157,8 +157,8 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
     }
 
-    fn other(kind: &str, name: &str) -> Controller {
-        Controller::Other(OwnerName {
+    fn other(kind: &str, name: &str) -> PodOwner {
+        PodOwner::Other(OwnerName {
             kind: kind.to_owned(),
             name: name.to_owned(),
         })
@@ -229,11 +229,11 @@ mod tests {
         );
         assert_eq!(
             ObservedPod::from_pod(&pod).facts("rs-uid").controller,
-            Controller::This
+            PodOwner::This
         );
         let bare = Pod::default();
         let bare_facts = ObservedPod::from_pod(&bare).facts("scaler-uid");
-        assert_eq!(bare_facts.controller, Controller::Nobody);
+        assert_eq!(bare_facts.controller, PodOwner::Nobody);
         assert_eq!(bare_facts.phase, Phase::Pending);
         assert!(!bare_facts.scheduled && !bare_facts.ready);
     }

@@ -1,4 +1,5 @@
-//! Pure decisions: which pods count, what to create or delete, in which order.
+//! Pure decisions: which pods count, whether a pass may act at all (the expectations gate),
+//! what to create or delete, in which order.
 //!
 //! Modelled on Kubernetes' ReplicaSet controller (`FilterActivePods`, `manageReplicas`,
 //! `ActivePodsWithRanks`): nothing here talks to the API server, so every rule is a table test.
@@ -9,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::expectations::Check;
+
 /// Annotation that lowers a pod's priority for deletion (ReplicaSet honours it too).
 pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
@@ -17,7 +20,7 @@ pub const MAX_PODS_PER_PASS: usize = 500;
 
 /// Who controls a matching pod, as far as deletion order and contention care.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Controller {
+pub enum PodOwner {
     /// Controlled by the PodScaler being reconciled.
     This,
     /// No controller: a bare pod nobody will recreate.
@@ -60,7 +63,7 @@ pub struct PodFacts {
     /// Pod UID (deletes are preconditioned on it).
     pub uid: String,
     /// Who controls the pod.
-    pub controller: Controller,
+    pub controller: PodOwner,
     /// Whether the scheduler has bound the pod to a node.
     pub scheduled: bool,
     /// Phase, for ranking.
@@ -100,11 +103,11 @@ pub fn is_active(pod: &Pod) -> bool {
 ///
 /// Rules 6 and 8 compare as ReplicaSet's `afterOrZero` does, without its logarithmic buckets.
 pub fn deletion_order(a: &PodFacts, b: &PodFacts) -> Ordering {
-    fn controller_rank(controller: &Controller) -> u8 {
+    fn controller_rank(controller: &PodOwner) -> u8 {
         match controller {
-            Controller::This => 0,
-            Controller::Nobody => 1,
-            Controller::Other(_) => 2,
+            PodOwner::This => 0,
+            PodOwner::Nobody => 1,
+            PodOwner::Other(_) => 2,
         }
     }
     controller_rank(&a.controller)
@@ -159,7 +162,7 @@ pub fn plan(desired: i32, pods: &[PodFacts], spared: &BTreeSet<OwnerName>) -> Pl
             let surplus = (pods.len() - desired).min(MAX_PODS_PER_PASS);
             let mut ranked: Vec<PodFacts> = pods
                 .iter()
-                .filter(|pod| !matches!(&pod.controller, Controller::Other(owner) if spared.contains(owner)))
+                .filter(|pod| !matches!(&pod.controller, PodOwner::Other(owner) if spared.contains(owner)))
                 .cloned()
                 .collect();
             ranked.sort_by(deletion_order);
@@ -170,6 +173,63 @@ pub fn plan(desired: i32, pods: &[PodFacts], spared: &BTreeSet<OwnerName>) -> Pl
                 Plan::Delete(ranked)
             }
         }
+    }
+}
+
+/// Changes of earlier passes that the pod cache does not show yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unobserved {
+    /// Created pods not yet in the cache.
+    pub creations: usize,
+    /// Deleted pods the cache does not show terminating or gone yet.
+    pub deletions: usize,
+}
+
+/// What a pass does about the count: the expectations gate in front of [`plan`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Leave the pods alone until the cache shows the PodScaler's own earlier changes.
+    AwaitCache(Unobserved),
+    /// Carry out `plan`. `timed_out` holds the changes the cache never showed within the
+    /// expectations' timeout: the plan ignores them, and the caller should say so.
+    Act {
+        plan: Plan,
+        timed_out: Option<Unobserved>,
+    },
+}
+
+/// The one rule that prevents overshoot: a PodScaler whose earlier creations or deletions the
+/// cache does not show yet is not planned for, whatever the pods look like, since planning on
+/// that cache would make the same changes again (ReplicaSet's `SatisfiedExpectations`). Once
+/// the cache has caught up, or the expectations timed out, the plan is made on `pods`.
+pub fn decide(
+    check: Check,
+    desired: i32,
+    pods: &[PodFacts],
+    spared: &BTreeSet<OwnerName>,
+) -> Decision {
+    match check {
+        Check::Pending {
+            creations,
+            deletions,
+        } => Decision::AwaitCache(Unobserved {
+            creations,
+            deletions,
+        }),
+        Check::TimedOut {
+            creations,
+            deletions,
+        } => Decision::Act {
+            plan: plan(desired, pods, spared),
+            timed_out: Some(Unobserved {
+                creations,
+                deletions,
+            }),
+        },
+        Check::Satisfied => Decision::Act {
+            plan: plan(desired, pods, spared),
+            timed_out: None,
+        },
     }
 }
 
@@ -193,7 +253,7 @@ pub fn slow_start_batches(total: usize) -> Vec<usize> {
 pub fn foreign_controllers(pods: &[PodFacts]) -> BTreeMap<OwnerName, usize> {
     let mut owners = BTreeMap::new();
     for pod in pods {
-        if let Controller::Other(owner) = &pod.controller {
+        if let PodOwner::Other(owner) = &pod.controller {
             *owners.entry(owner.clone()).or_insert(0) += 1;
         }
     }
@@ -201,379 +261,4 @@ pub fn foreign_controllers(pods: &[PodFacts]) -> BTreeMap<OwnerName, usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::PodStatus;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-
-    fn at(seconds: i64) -> Timestamp {
-        Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
-    }
-
-    fn facts(name: &str) -> PodFacts {
-        PodFacts {
-            name: name.to_owned(),
-            uid: format!("uid-{name}"),
-            controller: Controller::This,
-            scheduled: true,
-            phase: Phase::Running,
-            ready: true,
-            ready_since: Some(at(100)),
-            deletion_cost: 0,
-            restarts: 0,
-            created: Some(at(0)),
-        }
-    }
-
-    fn other(kind: &str, name: &str) -> Controller {
-        Controller::Other(OwnerName {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-        })
-    }
-
-    #[test]
-    fn active_filter_table() {
-        fn pod(phase: Option<&str>, deleting: bool) -> Pod {
-            Pod {
-                metadata: ObjectMeta {
-                    deletion_timestamp: deleting.then(|| Time(at(5))),
-                    ..ObjectMeta::default()
-                },
-                status: Some(PodStatus {
-                    phase: phase.map(str::to_owned),
-                    ..PodStatus::default()
-                }),
-                ..Pod::default()
-            }
-        }
-        let cases = [
-            ("no phase yet", pod(None, false), true),
-            ("pending", pod(Some("Pending"), false), true),
-            ("running", pod(Some("Running"), false), true),
-            ("unknown", pod(Some("Unknown"), false), true),
-            ("succeeded", pod(Some("Succeeded"), false), false),
-            ("failed", pod(Some("Failed"), false), false),
-            ("running but terminating", pod(Some("Running"), true), false),
-            ("no status at all", Pod::default(), true),
-        ];
-        for (name, pod, want) in cases {
-            assert_eq!(is_active(&pod), want, "{name}");
-        }
-    }
-
-    /// Each rule on its own: `first` must be deleted before `second`, whatever order they are
-    /// given in, and every earlier rule is a tie.
-    #[test]
-    fn deletion_ranking_rules_table() {
-        let base = facts("base");
-        let cases: Vec<(&str, PodFacts, PodFacts)> = vec![
-            (
-                "own pods before bare pods",
-                PodFacts {
-                    controller: Controller::This,
-                    ..facts("a")
-                },
-                PodFacts {
-                    controller: Controller::Nobody,
-                    ..facts("b")
-                },
-            ),
-            (
-                "bare pods before another controller's",
-                PodFacts {
-                    controller: Controller::Nobody,
-                    ..facts("a")
-                },
-                PodFacts {
-                    controller: other("ReplicaSet", "rs"),
-                    ..facts("b")
-                },
-            ),
-            (
-                "unscheduled before scheduled",
-                PodFacts {
-                    scheduled: false,
-                    ..base.clone()
-                },
-                PodFacts {
-                    scheduled: true,
-                    ..base.clone()
-                },
-            ),
-            (
-                "pending before unknown",
-                PodFacts {
-                    phase: Phase::Pending,
-                    ..base.clone()
-                },
-                PodFacts {
-                    phase: Phase::Unknown,
-                    ..base.clone()
-                },
-            ),
-            (
-                "unknown before running",
-                PodFacts {
-                    phase: Phase::Unknown,
-                    ..base.clone()
-                },
-                PodFacts {
-                    phase: Phase::Running,
-                    ..base.clone()
-                },
-            ),
-            (
-                "not ready before ready",
-                PodFacts {
-                    ready: false,
-                    ready_since: None,
-                    ..base.clone()
-                },
-                PodFacts {
-                    ready: true,
-                    ..base.clone()
-                },
-            ),
-            (
-                "lower deletion cost first",
-                PodFacts {
-                    deletion_cost: -5,
-                    ..base.clone()
-                },
-                PodFacts {
-                    deletion_cost: 10,
-                    ..base.clone()
-                },
-            ),
-            (
-                "ready for a shorter time first",
-                PodFacts {
-                    ready_since: Some(at(500)),
-                    ..base.clone()
-                },
-                PodFacts {
-                    ready_since: Some(at(100)),
-                    ..base.clone()
-                },
-            ),
-            (
-                "more restarts first",
-                PodFacts {
-                    restarts: 4,
-                    ..base.clone()
-                },
-                PodFacts {
-                    restarts: 1,
-                    ..base.clone()
-                },
-            ),
-            (
-                "newer first",
-                PodFacts {
-                    created: Some(at(50)),
-                    ..base.clone()
-                },
-                PodFacts {
-                    created: Some(at(10)),
-                    ..base.clone()
-                },
-            ),
-            (
-                "no creation time before any",
-                PodFacts {
-                    created: None,
-                    ..base.clone()
-                },
-                PodFacts {
-                    created: Some(at(50)),
-                    ..base.clone()
-                },
-            ),
-            (
-                "ready with no ready time before ready for a while",
-                PodFacts {
-                    ready_since: None,
-                    ..base.clone()
-                },
-                PodFacts {
-                    ready_since: Some(at(100)),
-                    ..base.clone()
-                },
-            ),
-            ("name breaks the last tie", facts("a"), facts("b")),
-            (
-                "controller outranks readiness",
-                PodFacts {
-                    controller: Controller::This,
-                    ready: true,
-                    ..facts("a")
-                },
-                PodFacts {
-                    controller: other("ReplicaSet", "rs"),
-                    ready: false,
-                    ready_since: None,
-                    ..facts("b")
-                },
-            ),
-            (
-                "scheduling outranks deletion cost",
-                PodFacts {
-                    scheduled: false,
-                    deletion_cost: 100,
-                    ..base.clone()
-                },
-                PodFacts {
-                    scheduled: true,
-                    deletion_cost: -100,
-                    ..base.clone()
-                },
-            ),
-        ];
-        for (name, first, second) in cases {
-            assert_eq!(deletion_order(&first, &second), Ordering::Less, "{name}");
-            assert_eq!(
-                deletion_order(&second, &first),
-                Ordering::Greater,
-                "{name} (reversed)"
-            );
-        }
-    }
-
-    #[test]
-    fn planning_table() {
-        let pods =
-            |n: usize| -> Vec<PodFacts> { (0..n).map(|i| facts(&format!("p{i:03}"))).collect() };
-        let cases: [(&str, i32, usize, Plan); 7] = [
-            ("converged", 3, 3, Plan::Nothing),
-            ("zero and none", 0, 0, Plan::Nothing),
-            ("create the missing", 4, 1, Plan::Create(3)),
-            ("create from nothing", 5, 0, Plan::Create(5)),
-            (
-                "creation is capped per pass",
-                2000,
-                10,
-                Plan::Create(MAX_PODS_PER_PASS),
-            ),
-            ("negative count is treated as zero", -3, 0, Plan::Nothing),
-            ("scale to zero deletes all", 0, 2, Plan::Delete(pods(2))),
-        ];
-        for (name, desired, existing, want) in cases {
-            assert_eq!(
-                plan(desired, &pods(existing), &BTreeSet::new()),
-                want,
-                "{name}"
-            );
-        }
-        match plan(10, &pods(800), &BTreeSet::new()) {
-            Plan::Delete(victims) => assert_eq!(victims.len(), MAX_PODS_PER_PASS),
-            other => panic!("expected a capped delete, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn surplus_deletes_own_pods_before_a_deployments() {
-        let mut pods: Vec<PodFacts> = (0..4).map(|i| facts(&format!("own-{i}"))).collect();
-        for i in 0..3 {
-            pods.push(PodFacts {
-                controller: other("ReplicaSet", "nginx-abc"),
-                // Another controller's pods are fresher and not ready yet: ownership still wins.
-                ready: false,
-                ready_since: None,
-                created: Some(at(900)),
-                ..facts(&format!("rs-{i}"))
-            });
-        }
-        let Plan::Delete(victims) = plan(4, &pods, &BTreeSet::new()) else {
-            panic!("expected deletions");
-        };
-        let names: Vec<&str> = victims.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names.len(), 3);
-        assert!(
-            names.iter().all(|name| name.starts_with("own-")),
-            "{names:?}"
-        );
-    }
-
-    #[test]
-    fn a_spared_controllers_pods_count_but_are_not_deleted() {
-        let rs = OwnerName {
-            kind: "ReplicaSet".into(),
-            name: "web-1".into(),
-        };
-        let spared = BTreeSet::from([rs.clone()]);
-        let foreign = |name: &str| PodFacts {
-            controller: Controller::Other(rs.clone()),
-            ..facts(name)
-        };
-        let bare = PodFacts {
-            controller: Controller::Nobody,
-            ..facts("bare")
-        };
-        let held: Vec<PodFacts> = (0..5).map(|i| foreign(&format!("rs-{i}"))).collect();
-        assert_eq!(
-            plan(4, &held, &spared),
-            Plan::Nothing,
-            "nothing else to delete"
-        );
-        assert_eq!(plan(6, &held, &spared), Plan::Create(1), "they still count");
-        let mut mixed = held.clone();
-        mixed.push(bare.clone());
-        assert_eq!(plan(4, &mixed, &spared), Plan::Delete(vec![bare]));
-        let Plan::Delete(victims) = plan(4, &held, &BTreeSet::new()) else {
-            panic!("without a hold the surplus is deleted");
-        };
-        assert_eq!(victims.len(), 1);
-    }
-
-    #[test]
-    fn slow_start_batches_table() {
-        let cases: [(usize, &[usize]); 6] = [
-            (0, &[]),
-            (1, &[1]),
-            (2, &[1, 1]),
-            (3, &[1, 2]),
-            (10, &[1, 2, 4, 3]),
-            (100, &[1, 2, 4, 8, 16, 32, 37]),
-        ];
-        for (total, want) in cases {
-            let got = slow_start_batches(total);
-            assert_eq!(got, want, "total {total}");
-            assert_eq!(got.iter().sum::<usize>(), total);
-        }
-    }
-
-    #[test]
-    fn foreign_controllers_are_counted_per_owner() {
-        let pods = vec![
-            facts("own"),
-            PodFacts {
-                controller: Controller::Nobody,
-                ..facts("bare")
-            },
-            PodFacts {
-                controller: other("ReplicaSet", "a"),
-                ..facts("a1")
-            },
-            PodFacts {
-                controller: other("ReplicaSet", "a"),
-                ..facts("a2")
-            },
-            PodFacts {
-                controller: other("StatefulSet", "b"),
-                ..facts("b1")
-            },
-        ];
-        let owners = foreign_controllers(&pods);
-        assert_eq!(
-            owners
-                .into_iter()
-                .map(|(o, n)| (o.to_string(), n))
-                .collect::<Vec<_>>(),
-            [
-                ("ReplicaSet/a".to_owned(), 2),
-                ("StatefulSet/b".to_owned(), 1)
-            ]
-        );
-    }
-}
+mod tests;
