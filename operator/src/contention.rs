@@ -65,7 +65,6 @@ pub struct Hold {
 /// A fight as the status reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fight {
-    /// The other controller.
     pub owner: OwnerName,
     /// When the current hold ends, if its pods are being spared now.
     pub holding_until: Option<Timestamp>,

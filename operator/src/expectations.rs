@@ -18,9 +18,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// keyed by name) and its UID (so a namesake pod created later is not mistaken for it).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PodRef {
-    /// Pod name.
     pub name: String,
-    /// Pod UID.
     pub uid: String,
 }
 

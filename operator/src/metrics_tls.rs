@@ -31,19 +31,15 @@ pub enum MetricsTlsError {
     /// A file in the cert dir could not be read.
     #[error("--metrics-cert-dir: cannot read {}", .path.display())]
     Read {
-        /// The file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// A file in the cert dir is not the PEM it should be.
     #[error("--metrics-cert-dir: {} holds no usable PEM {what}", .path.display())]
     Pem {
-        /// The file.
         path: PathBuf,
         /// `certificate` or `private key`.
         what: &'static str,
-        /// Why.
         source: rustls::pki_types::pem::Error,
     },
     /// The in-memory certificate could not be generated.

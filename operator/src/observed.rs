@@ -15,11 +15,8 @@ use crate::plan::{self, DELETION_COST_ANNOTATION, OwnerName, Phase, PodFacts, Po
 /// A pod as the operator sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedPod {
-    /// Pod name.
     pub name: String,
-    /// Pod namespace.
     pub namespace: String,
-    /// Pod UID.
     pub uid: String,
     /// Its labels, which selectors match.
     pub labels: BTreeMap<String, String>,
@@ -31,7 +28,6 @@ pub struct ObservedPod {
     pub terminating: bool,
     /// Whether the scheduler has bound it to a node.
     pub scheduled: bool,
-    /// Phase, for ranking.
     pub phase: Phase,
     /// Whether its Ready condition is True.
     pub ready: bool,
@@ -41,16 +37,13 @@ pub struct ObservedPod {
     pub deletion_cost: i32,
     /// The highest restart count of its containers (ReplicaSet's `maxContainerRestarts`).
     pub restarts: i32,
-    /// Creation time.
     pub created: Option<Timestamp>,
 }
 
 /// A pod's controlling owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControllerRef {
-    /// Its kind and name.
     pub owner: OwnerName,
-    /// Its UID.
     pub uid: String,
 }
 

@@ -34,7 +34,6 @@ pub enum PodOwner {
 pub struct OwnerName {
     /// Kind of the controller (`ReplicaSet`, `PodScaler` …).
     pub kind: String,
-    /// Name of the controller.
     pub name: String,
 }
 
@@ -51,14 +50,12 @@ pub enum Phase {
     Pending,
     /// Unknown: the node stopped reporting.
     Unknown,
-    /// Running.
     Running,
 }
 
 /// What planning needs to know about one active matching pod.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodFacts {
-    /// Pod name.
     pub name: String,
     /// Pod UID (deletes are preconditioned on it).
     pub uid: String,
@@ -66,7 +63,6 @@ pub struct PodFacts {
     pub controller: PodOwner,
     /// Whether the scheduler has bound the pod to a node.
     pub scheduled: bool,
-    /// Phase, for ranking.
     pub phase: Phase,
     /// Whether the pod's Ready condition is True.
     pub ready: bool,
@@ -76,7 +72,6 @@ pub struct PodFacts {
     pub deletion_cost: i32,
     /// The highest restart count of its containers (ReplicaSet's `maxContainerRestarts`).
     pub restarts: i32,
-    /// Creation time.
     pub created: Option<Timestamp>,
 }
 

@@ -50,7 +50,6 @@ pub enum Error {
     WriteStatus {
         /// `namespace/name`.
         key: String,
-        /// The API error.
         #[source]
         source: kube::Error,
     },

@@ -54,7 +54,6 @@ pub enum FailedAction {
 /// A failed create or delete, with the API server's message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// Which call failed.
     pub action: FailedAction,
     /// The API server's message, as [`refusal_message`] makes it stable.
     pub message: String,

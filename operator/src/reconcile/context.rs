@@ -26,7 +26,6 @@ pub(super) struct OwnStatusWrite {
     /// The resourceVersion the write produced, when the object was still the generation the
     /// status was computed from.
     pub(super) version: Option<String>,
-    /// What was written.
     pub(super) status: PodScalerStatus,
 }
 
