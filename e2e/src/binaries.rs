@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 
-/// The upstream control-plane binaries.
+/// The pinned upstream tools `controlplane/build.sh` built, in its cache directory.
 #[derive(Clone, Debug)]
 pub struct ControlPlane {
     dir: PathBuf,
@@ -16,20 +16,33 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// The kwok control plane's binaries and the chart tools (helm, helm-docs, promtool):
     /// built (minutes, once per machine) or found in the cache (instant).
-    pub fn locate() -> anyhow::Result<Self> {
+    pub async fn locate() -> anyhow::Result<Self> {
         static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        Self::located(&DIR, "control-plane")
+        Self::located(&DIR, "control-plane").await
     }
 
     /// Everything [`ControlPlane::locate`] gives, and the real node's tools: kubelet, pause,
     /// cert-manager and its manifest, prometheus.
-    pub fn locate_all() -> anyhow::Result<Self> {
+    pub async fn locate_all() -> anyhow::Result<Self> {
         static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        Self::located(&DIR, "all")
+        Self::located(&DIR, "all").await
     }
 
-    fn located(dir: &OnceLock<Result<PathBuf, String>>, set: &str) -> anyhow::Result<Self> {
-        let dir = dir.get_or_init(|| build_tools(set).map_err(|error| format!("{error:#}")));
+    /// `build.sh <set>` once per process. It blocks (for minutes when it builds), so it runs
+    /// on tokio's blocking pool, never on a runtime thread; callers that come while it runs
+    /// wait for the same run.
+    async fn located(
+        dir: &'static OnceLock<Result<PathBuf, String>>,
+        set: &'static str,
+    ) -> anyhow::Result<Self> {
+        let dir = match dir.get() {
+            Some(dir) => dir,
+            None => tokio::task::spawn_blocking(move || {
+                dir.get_or_init(|| build_tools(set).map_err(|error| format!("{error:#}")))
+            })
+            .await
+            .with_context(|| format!("the task running build.sh {set}"))?,
+        };
         match dir {
             Ok(dir) => Ok(Self { dir: dir.clone() }),
             Err(error) => anyhow::bail!("{error}"),
@@ -123,7 +136,6 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
-/// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::binaries::{ControlPlane, directory_from_script, workspace_root};
 
-/// The chart's directory.
+/// `charts/podscaler` in the workspace.
 pub fn chart_dir() -> PathBuf {
     workspace_root().join("charts/podscaler")
 }
@@ -25,9 +25,9 @@ pub struct Helm {
 
 impl Helm {
     /// Helm for the cluster `kubeconfig` points at.
-    pub fn new(kubeconfig: &Path) -> anyhow::Result<Self> {
+    pub async fn new(kubeconfig: &Path) -> anyhow::Result<Self> {
         Ok(Self {
-            binary: ControlPlane::locate()?.path("helm"),
+            binary: ControlPlane::locate().await?.path("helm"),
             kubeconfig: kubeconfig.to_path_buf(),
         })
     }

@@ -76,7 +76,7 @@ fn all_on_values() -> String {
 /// Every metric name the PrometheusRule and the dashboard (every toggle on) select is one the
 /// operator or the webhook exposes once they have done their work.
 async fn alerts_and_dashboard_query_exposed_metrics(env: Env) -> anyhow::Result<()> {
-    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let helm = Helm::new(env.cluster.kubeconfig()).await?;
     let chart_dir = chart::chart_dir().display().to_string();
     let rendered = helm
         .run(&[
@@ -148,7 +148,7 @@ async fn binaries_that_have_worked(env: &Env) -> anyhow::Result<(Operator, Webho
 /// same samples, when it is asked for.
 async fn metrics_pass_promtool_in_both_formats(env: Env) -> anyhow::Result<()> {
     let (operator, webhook) = binaries_that_have_worked(&env).await?;
-    let promtool = ControlPlane::locate()?.path("promtool");
+    let promtool = ControlPlane::locate().await?.path("promtool");
     for (binary, port) in [
         ("operator", operator.metrics_port()),
         ("webhook", webhook.metrics_port()),
@@ -204,7 +204,7 @@ async fn scrape(port: u16, accept: &str) -> anyhow::Result<local_http::Response>
 /// `helm install` with every toggle on: every object accepted by the API server, both
 /// Deployments available (on kwok nodes); `helm uninstall` removes every object but the CRD.
 async fn helm_install_then_uninstall(env: Env) -> anyhow::Result<()> {
-    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let helm = Helm::new(env.cluster.kubeconfig()).await?;
     let chart_dir = chart::chart_dir().display().to_string();
     helm.run(&[
         "install",
@@ -342,7 +342,7 @@ async fn refused_without_cert_manager(env: &Env) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let helm = Helm::new(env.cluster.kubeconfig()).await?;
     let chart_dir = chart::chart_dir().display().to_string();
     let install = helm
         .run(&[

@@ -62,7 +62,7 @@ impl ChartNames {
 /// Renders the chart's ServiceAccounts and RBAC for a release named after the scenario's
 /// namespace (operator confined to it, metrics.secure as by default) and applies them.
 async fn install_chart_rbac(env: &Env) -> anyhow::Result<ChartNames> {
-    let helm = Helm::new(env.cluster.kubeconfig())?;
+    let helm = Helm::new(env.cluster.kubeconfig()).await?;
     let chart = chart_dir();
     let watch = format!("operator.watchNamespace={}", env.namespace);
     let rendered = helm

@@ -31,7 +31,9 @@ use kube::{Client, ResourceExt};
 
 use crate::binaries::ControlPlane;
 use crate::certs::Authority;
-use crate::cluster::{self, ApiserverPlacement, CoreComponents, progress, write_kubeconfig};
+use crate::cluster::core::{ApiserverPlacement, CoreComponents, start_core};
+use crate::cluster::credentials::write_kubeconfig;
+use crate::cluster::progress;
 use crate::process::Process;
 use crate::wait;
 use containerd::{Containerd, ContainerdLayout};
@@ -126,7 +128,7 @@ impl RealNode {
     /// node is Ready.
     pub async fn start(footprint: Footprint, images: &[ImageSpec]) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let binaries = ControlPlane::locate_all()?;
+        let binaries = ControlPlane::locate_all().await?;
         let root = footprint.dir.clone();
         let authority = Authority::new("podscaler-node-ca")?;
         let mut extra_args = vec![
@@ -142,7 +144,7 @@ impl RealNode {
             port: APISERVER_PORT,
             extra_args,
         };
-        let core = cluster::start_core(&binaries, &root, &authority, placement, started).await?;
+        let core = start_core(&binaries, &root, &authority, placement, started).await?;
         let CoreComponents {
             processes,
             kubeconfig,

@@ -53,7 +53,7 @@ impl Prometheus {
         let port = free_port()?;
         let mut process = Process::spawn(
             "prometheus",
-            &ControlPlane::locate_all()?.path("prometheus"),
+            &ControlPlane::locate_all().await?.path("prometheus"),
             &[
                 format!("--config.file={}", config_file.display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),

@@ -39,7 +39,7 @@ pub struct Stack {
 impl Stack {
     /// Builds the product's binaries and the images, starts the node and installs cert-manager.
     pub async fn start(footprint: Footprint) -> anyhow::Result<Self> {
-        let binaries = ControlPlane::locate_all()?;
+        let binaries = ControlPlane::locate_all().await?;
         let product = Product::build().await?;
         let cert_manager = binaries.path(CERT_MANAGER_MANIFEST);
         let mut images = product_images(&product)?;
@@ -47,7 +47,7 @@ impl Stack {
         let node = RealNode::start(footprint, &images).await?;
         let stack = Self {
             kubectl: Kubectl::new(node.kubeconfig()),
-            helm: Helm::new(node.kubeconfig())?,
+            helm: Helm::new(node.kubeconfig()).await?,
             node,
         };
         stack
