@@ -7,6 +7,7 @@ pub mod binaries;
 pub mod certs;
 pub mod chart;
 pub mod cluster;
+pub mod command;
 pub mod kubectl;
 pub mod kubectl_output;
 pub mod ledger;

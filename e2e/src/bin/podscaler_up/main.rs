@@ -19,16 +19,17 @@ mod real_node;
 mod summary;
 
 use std::cell::Cell;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use e2e::binaries::Product;
 use e2e::cluster::{ensure_namespace, private_tempdir};
+use e2e::command::{self, LogStyle};
 use e2e::kubectl::Kubectl;
 use e2e::product::{self, Operator, SEED_SAMPLE};
 use e2e::webhook::Webhook;
@@ -36,8 +37,6 @@ use e2e::{Cluster, Options, observe, wait};
 use kube::Client;
 use kube::config::Kubeconfig;
 use summary::{Endpoints, Summary};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::FormatTime;
 
 /// Where the sample goes, and the only namespace the operator manages: on a cluster that was
 /// already there, the sample's `app: nginx` selector must not claim anybody else's pods.
@@ -95,47 +94,21 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // kube_client logs every refused connection while the local apiserver starts.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube_client=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Progress for a person: seconds since the start (how long each step took), no module
-        // paths, and colour codes only for a terminal (not in a file or a pipe).
-        .with_timer(Elapsed(Instant::now()))
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // kube_client logs every refused connection while the local apiserver starts.
+    command::init_logging("info,kube_client=off", LogStyle::Progress);
     // Before the runtime exists: the threads it starts must be inside the namespace.
     let footprint = if args.real_node {
         match e2e::node::enter() {
             Ok(footprint) => Some(footprint),
-            Err(error) => {
-                eprintln!("error: preparing the real node: {error:#}");
-                return ExitCode::FAILURE;
-            }
+            Err(error) => return command::fail(&error.context("preparing the real node")),
         }
     } else {
         None
     };
-    // Current-thread runtime on the main thread: the child processes' parent-death signal is
-    // tied to the thread that started them, which must live as long as they do.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: starting the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     // Ctrl-C (or SIGTERM, or the terminal closing) at any point drops `run`: a cargo build
     // under way, the operator, the webhook and a local control plane stop, and their
     // directories are removed.
-    let outcome = runtime.block_on(async {
+    command::run_on_main_thread(async {
         let run = async {
             match footprint {
                 Some(footprint) => real_node::run(footprint).await,
@@ -150,23 +123,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
         }
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Seconds since the start, to a tenth: how long each step took is what a reader looks for.
-struct Elapsed(Instant);
-
-impl FormatTime for Elapsed {
-    fn format_time(&self, out: &mut Writer<'_>) -> std::fmt::Result {
-        write!(out, "{:6.1}s", self.0.elapsed().as_secs_f32())
-    }
+    })
 }
 
 /// Waits for SIGINT, SIGTERM or SIGHUP; returns its name.
