@@ -111,12 +111,10 @@ impl Process {
         Ok(process)
     }
 
-    /// The component's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -190,6 +188,32 @@ impl Process {
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)
     }
+
+    /// Waits up to `within` for the log to contain `marker` (the process saying it is done
+    /// with a step), failing at once when the process exits; returns the whole log.
+    pub async fn wait_for_log(
+        &mut self,
+        what: &str,
+        marker: &str,
+        within: Duration,
+    ) -> anyhow::Result<String> {
+        crate::wait::until(what, within, || {
+            let running = self.check_running();
+            let log = self.log.clone();
+            async move {
+                running?;
+                let output = std::fs::read_to_string(&log)
+                    .with_context(|| format!("reading {}", log.display()))?;
+                anyhow::ensure!(
+                    output.contains(marker),
+                    "not yet; so far, ending:\n{}",
+                    last_lines(&output, 20)
+                );
+                Ok(output)
+            }
+        })
+        .await
+    }
 }
 
 impl Drop for Process {
@@ -210,7 +234,11 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let _ = file.seek(SeekFrom::Start(length.saturating_sub(WINDOW)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
+    last_lines(&String::from_utf8_lossy(&bytes), lines)
+}
+
+/// The last `lines` lines of `text`.
+pub fn last_lines(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -20,7 +20,6 @@ use crate::kubectl::Kubectl;
 /// What a scenario gets: the cluster and a fresh namespace of its own.
 #[derive(Clone)]
 pub struct Env {
-    /// The shared control plane.
     pub cluster: Arc<Cluster>,
     /// This scenario's namespace (already created, with its default ServiceAccount).
     pub namespace: String,
@@ -92,22 +91,12 @@ fn run_suite(
     args: Arguments,
 ) -> ExitCode {
     init_logging();
-    if args.list {
-        let trials = scenarios
-            .iter()
-            .map(|(name, _)| Trial::test(*name, || Ok(())))
-            .collect();
-        return libtest_mimic::run(&args, trials).exit_code();
+    if let Some(listed) = list(&args, scenarios.iter().map(|(name, _)| *name)) {
+        return listed;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => Arc::new(runtime),
-        Err(error) => {
-            eprintln!("cannot start a tokio runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = match trial_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     let cluster = match runtime.block_on(start(options, setup)) {
         Ok(cluster) => cluster,
@@ -135,6 +124,33 @@ fn run_suite(
     }
     drop(cluster);
     conclusion.exit_code()
+}
+
+/// With `--list`, lists `names` (starting nothing) and returns the exit code; `None` otherwise.
+pub fn list(args: &Arguments, names: impl IntoIterator<Item = &'static str>) -> Option<ExitCode> {
+    if !args.list {
+        return None;
+    }
+    let trials = names
+        .into_iter()
+        .map(|name| Trial::test(name, || Ok(())))
+        .collect();
+    Some(libtest_mimic::run(args, trials).exit_code())
+}
+
+/// The runtime a suite's trials block on (each on a libtest-mimic thread of its own), with
+/// worker threads for what they spawn. On failure, says so and returns the exit code.
+pub fn trial_runtime() -> Result<Arc<Runtime>, ExitCode> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Ok(Arc::new(runtime)),
+        Err(error) => {
+            eprintln!("cannot start a tokio runtime: {error}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn start(options: Options, setup: Setup) -> anyhow::Result<Arc<Cluster>> {
@@ -212,7 +228,8 @@ fn namespace_for(name: &str) -> String {
     namespace.trim_matches('-').to_owned()
 }
 
-fn init_logging() {
+/// Logs to stderr at `info` (kube's own at `warn`) unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let _ = tracing_subscriber::fmt()

@@ -216,20 +216,24 @@ struct Trial {
     takeover: Duration,
 }
 
-/// Kills the leader at the first new pod, then checks that the standby converges to `COUNT`
-/// with never more than `COUNT` active pods on the way.
-async fn kill_at_first_new_pod(
+/// One kill trial: watches for new pods under `selector`, runs `provoke` (what makes the leader
+/// create pods), kills the leader at the first new pod, then checks that the standby converges
+/// to `COUNT` with never more than `COUNT` active pods on the way. Returns what `provoke` did
+/// too: a task of its own that must still run during the kill comes back unfinished.
+async fn kill_at_first_new_pod<T>(
     replicas: &mut Replicas,
     recorder: &mut ActiveCountRecorder,
-    new_pod: NewPodWatch,
     selector: &str,
-    mark: usize,
-) -> anyhow::Result<Trial> {
+    provoke: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(Trial, T)> {
+    let env = replicas.env.clone();
+    let new_pod = NewPodWatch::start(&env, selector).await?;
+    let mark = recorder.mark();
+    let provoked = provoke.await?;
     tokio::time::timeout(CONVERGE, new_pod.first_new())
         .await
         .context("waiting for the leader to create a pod")??;
     let killed_at = replicas.kill_leader()?;
-    let env = replicas.env.clone();
     let active_at_kill = observe::active_pods(&env.client(), &env.namespace, selector)
         .await?
         .len();
@@ -243,10 +247,11 @@ async fn kill_at_first_new_pod(
         "active pods reached {highest}, above the count of {COUNT} (active when the leader \
          was killed: {active_at_kill})"
     );
-    Ok(Trial {
+    let trial = Trial {
         active_at_kill,
         takeover,
-    })
+    };
+    Ok((trial, provoked))
 }
 
 /// Most trials must have killed the leader before it had finished: else nothing was tested.
@@ -280,10 +285,9 @@ async fn kill_mid_scale_up(env: Env) -> anyhow::Result<()> {
         let selector = format!("app={app}");
         let mut recorder =
             ActiveCountRecorder::start(&env.client(), &env.namespace, &selector).await?;
-        let new_pod = NewPodWatch::start(&env, &selector).await?;
-        let mark = recorder.mark();
-        env.apply(&scaler_manifest(&app, COUNT, &app)).await?;
-        let result = kill_at_first_new_pod(&mut replicas, &mut recorder, new_pod, &selector, mark)
+        let manifest = scaler_manifest(&app, COUNT, &app);
+        let create = env.apply(&manifest);
+        let (result, _) = kill_at_first_new_pod(&mut replicas, &mut recorder, &selector, create)
             .await
             .with_context(|| format!("trial {trial}"))?;
         results.push(result);
@@ -308,23 +312,22 @@ async fn kill_mid_churn(env: Env) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(env.client(), &env.namespace);
     let mut results = Vec::new();
     for trial in 0..trials() {
-        let new_pod = NewPodWatch::start(&env, &selector).await?;
-        let mark = recorder.mark();
         // The API server deletes the pods one by one and the leader replaces them as it sees
         // them go: the kill comes at its first replacement, while the deletions still run.
-        let deleting = tokio::spawn({
+        let start_deleting = async {
             let (pods, selector) = (pods.clone(), selector.clone());
-            async move {
+            Ok(tokio::spawn(async move {
                 pods.delete_collection(
                     &DeleteParams::default(),
                     &ListParams::default().labels(&selector),
                 )
                 .await
-            }
-        });
-        let result = kill_at_first_new_pod(&mut replicas, &mut recorder, new_pod, &selector, mark)
-            .await
-            .with_context(|| format!("trial {trial}"))?;
+            }))
+        };
+        let (result, deleting) =
+            kill_at_first_new_pod(&mut replicas, &mut recorder, &selector, start_deleting)
+                .await
+                .with_context(|| format!("trial {trial}"))?;
         deleting
             .await
             .context("the deletion task")?

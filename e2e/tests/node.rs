@@ -20,7 +20,8 @@ use e2e::node::prometheus::{self, Prometheus, ScrapeTarget};
 use e2e::node::stack::{RELEASE, RELEASE_NAMESPACE, Stack, pause_sample};
 use e2e::node::{self, PAUSE_IMAGE};
 use e2e::observe;
-use e2e::process::Process;
+use e2e::process::{Process, last_lines};
+use e2e::suite;
 use e2e::wait;
 use e2e::webhook::served_leaf;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -132,14 +133,10 @@ fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     // In order, one at a time: they share one release, and n06 removes it.
     args.test_threads = Some(1);
-    if args.list {
-        let trials = scenarios
-            .iter()
-            .map(|(name, _)| Trial::test(*name, || Ok(())))
-            .collect();
-        return libtest_mimic::run(&args, trials).exit_code();
+    if let Some(listed) = suite::list(&args, scenarios.iter().map(|(name, _)| *name)) {
+        return listed;
     }
-    init_logging();
+    suite::init_logging();
     // Before any thread exists: every thread started later is inside the namespace.
     let footprint = match node::enter() {
         Ok(footprint) => footprint,
@@ -148,15 +145,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => Arc::new(runtime),
-        Err(error) => {
-            eprintln!("cannot start a tokio runtime: {error:#}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = match suite::trial_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     let started = Instant::now();
     let tier = match runtime.block_on(Stack::start(footprint.clone())) {
@@ -217,16 +208,6 @@ fn teardown_failed_start(footprint: node::footprint::Footprint) -> ExitCode {
         eprintln!("teardown left: {left}");
     }
     ExitCode::FAILURE
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
 }
 
 fn namespace_manifest(name: &str) -> String {
@@ -418,7 +399,7 @@ async fn the_in_cluster_operator_scales_real_containers(tier: Arc<Tier>) -> anyh
         anyhow::ensure!(
             messages.iter().any(|message| message == expected),
             "no {expected:?} in the operator's logs:\n{}",
-            tail(&logs, 20)
+            last_lines(&logs, 20)
         );
     }
     Ok(())
@@ -978,11 +959,6 @@ async fn uninstall_leaves_only_the_crd(tier: Arc<Tier>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// `podscaler-up --real-node`: a tier of its own (another namespace, cgroup and directory),
 /// the chart installed with its defaults, a sample running. Then `kill -9`: no teardown runs,
 /// the containers' shims, mounts and cgroups outlive it, and the sweep every run starts with
@@ -997,25 +973,13 @@ async fn podscaler_up_real_node_runs_the_chart_and_a_killed_run_is_swept() -> an
         dir.path(),
     )?;
     let footprint = Footprint::of(up.pid());
-    let shown = wait::until(
-        "podscaler-up --real-node to show the sample",
-        UP_WITHIN,
-        || {
-            let running = up.check_running();
-            let log = up.log_path().to_path_buf();
-            async move {
-                running?;
-                let output = std::fs::read_to_string(&log)?;
-                anyhow::ensure!(
-                    output.contains("Ctrl-C stops everything"),
-                    "not yet; so far:\n{}",
-                    tail(&output, 5)
-                );
-                Ok(output)
-            }
-        },
-    )
-    .await?;
+    let shown = up
+        .wait_for_log(
+            "podscaler-up --real-node to show the sample",
+            "Ctrl-C stops everything",
+            UP_WITHIN,
+        )
+        .await?;
     anyhow::ensure!(
         shown.contains(&format!("network namespace {}", footprint.name)),
         "the summary does not name {}:\n{shown}",

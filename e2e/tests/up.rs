@@ -53,20 +53,13 @@ async fn run_command_on_a_local_control_plane() -> anyhow::Result<()> {
         &[("KUBECONFIG", absent.display().to_string())],
         dir.path(),
     )?;
-    let shown = wait::until("podscaler-up to show the pods", SHOWN_WITHIN, || {
-        let running = up.check_running();
-        let log = up.log_path().to_path_buf();
-        async move {
-            running?;
-            let output = std::fs::read_to_string(&log)?;
-            anyhow::ensure!(
-                output.contains("Ctrl-C stops the operator, the webhook and the local control"),
-                "not yet; so far:\n{output}"
-            );
-            Ok(output)
-        }
-    })
-    .await?;
+    let shown = up
+        .wait_for_log(
+            "podscaler-up to show the pods",
+            "Ctrl-C stops the operator, the webhook and the local control",
+            SHOWN_WITHIN,
+        )
+        .await?;
     let kubeconfig = exported_kubeconfig(&shown)?;
 
     let client = client_for(&kubeconfig).await?;
