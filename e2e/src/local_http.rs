@@ -12,7 +12,6 @@ pub async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
 /// An answer to [`get_with`].
 #[derive(Debug)]
 pub struct Response {
-    /// The status code.
     pub code: u16,
     /// The `Content-Type` header, when there is one.
     pub content_type: Option<String>,

@@ -10,7 +10,6 @@ use procfs::process::Process;
 /// A process, told apart from a later one that reuses its pid by its start time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProcessId {
-    /// The process id.
     pub pid: u32,
     /// The file name of its executable (`kube-apiserver`; `comm` would cut it to 15 bytes).
     pub program: String,

@@ -117,7 +117,6 @@ pub(crate) async fn wait_ready(process: &mut Process, health_port: u16) -> anyho
 
 /// How a run of the operator that was expected to end by itself ended.
 pub struct Exited {
-    /// Its exit status.
     pub status: std::process::ExitStatus,
     /// Everything it printed.
     pub output: String,
@@ -223,7 +222,6 @@ impl Operator {
         })
     }
 
-    /// Where the operator logs.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
     }

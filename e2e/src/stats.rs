@@ -9,11 +9,8 @@ use std::time::Duration;
 pub struct Spread {
     /// The middle value (the mean of the two middle ones for an even count).
     pub median: f64,
-    /// The smallest value.
     pub min: f64,
-    /// The largest value.
     pub max: f64,
-    /// How many trials.
     pub trials: usize,
 }
 

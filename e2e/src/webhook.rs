@@ -268,7 +268,6 @@ impl Webhook {
         self.process.check_running()
     }
 
-    /// Where the webhook logs.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
     }

@@ -34,7 +34,6 @@ impl Netns {
         })
     }
 
-    /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -28,7 +28,6 @@ pub struct Sizes {
     pub count: usize,
     /// Pods deleted at once in a churn round.
     pub churn_pods: usize,
-    /// Churn rounds.
     pub churn_rounds: usize,
 }
 

@@ -23,8 +23,9 @@ pub enum PodEvent {
         running: bool,
         at: Instant,
     },
-    /// The pod is gone.
-    Gone { uid: String },
+    Gone {
+        uid: String,
+    },
     /// The initial list is complete: what follows is news.
     Listed,
 }
@@ -58,7 +59,6 @@ impl Timeline {
         }
     }
 
-    /// Takes in one event.
     pub fn observe(&mut self, event: &PodEvent) {
         match event {
             PodEvent::Seen { uid, running, at } => {

@@ -10,7 +10,6 @@ pub struct Endpoints<'a> {
     pub metrics_port: u16,
     /// The port of `/healthz` and `/readyz` on 127.0.0.1.
     pub health_port: u16,
-    /// Its log file.
     pub log: &'a Path,
 }
 
@@ -21,7 +20,6 @@ pub struct Summary<'a> {
     /// The kubeconfig of a control plane `podscaler-up` started; `None` on the user's own
     /// cluster, which their kubeconfig already reaches.
     pub local_kubeconfig: Option<&'a Path>,
-    /// The operator.
     pub operator: Endpoints<'a>,
     /// The webhook, when it runs (only on a local control plane).
     pub webhook: Option<Endpoints<'a>>,
