@@ -276,6 +276,22 @@ fn ensure_mid_way(trials: &[Trial]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Two replicas, and a PodScaler `app` (selecting `app=<app>`) the leader has converged to
+/// `COUNT`, with a recorder of its active pods.
+async fn converged_under_a_leader(
+    env: &Env,
+    app: &str,
+) -> anyhow::Result<(Replicas, ActiveCountRecorder)> {
+    let replicas = Replicas::start(env).await?;
+    let mut recorder =
+        ActiveCountRecorder::start(&env.client(), &env.namespace, &format!("app={app}")).await?;
+    env.apply(&scaler_manifest(app, COUNT, app)).await?;
+    tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count == COUNT))
+        .await
+        .context("waiting for the count")??;
+    Ok((replicas, recorder))
+}
+
 /// (1) `kill -9` of the leader while it scales a PodScaler from 0 to `COUNT`.
 async fn kill_mid_scale_up(env: Env) -> anyhow::Result<()> {
     let mut replicas = Replicas::start(&env).await?;
@@ -303,12 +319,9 @@ async fn kill_mid_scale_up(env: Env) -> anyhow::Result<()> {
 async fn kill_mid_churn(env: Env) -> anyhow::Result<()> {
     const APP: &str = "churn";
     let selector = format!("app={APP}");
-    let mut replicas = Replicas::start(&env).await?;
-    let mut recorder = ActiveCountRecorder::start(&env.client(), &env.namespace, &selector).await?;
-    env.apply(&scaler_manifest(APP, COUNT, APP)).await?;
-    tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count == COUNT))
+    let (mut replicas, mut recorder) = converged_under_a_leader(&env, APP)
         .await
-        .context("converging before the churn")??;
+        .context("converging before the churn")?;
     let pods: Api<Pod> = Api::namespaced(env.client(), &env.namespace);
     let mut results = Vec::new();
     for trial in 0..trials() {
@@ -342,14 +355,9 @@ async fn kill_mid_churn(env: Env) -> anyhow::Result<()> {
 /// standby, one more transition) and by the standby's `acquireTime` coming before the lease
 /// written before the SIGTERM would have run out: an ordering of the Lease's own timestamps.
 async fn graceful_handover(env: Env) -> anyhow::Result<()> {
-    const APP: &str = "handover";
-    let selector = format!("app={APP}");
-    let mut replicas = Replicas::start(&env).await?;
-    let mut recorder = ActiveCountRecorder::start(&env.client(), &env.namespace, &selector).await?;
-    env.apply(&scaler_manifest(APP, COUNT, APP)).await?;
-    tokio::time::timeout(CONVERGE, recorder.wait_for(|count| count == COUNT))
+    let (mut replicas, mut recorder) = converged_under_a_leader(&env, "handover")
         .await
-        .context("converging before the handover")??;
+        .context("converging before the handover")?;
     let mark = recorder.mark();
 
     let leases: Api<Lease> = Api::namespaced(env.client(), &env.namespace);
