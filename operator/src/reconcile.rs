@@ -224,10 +224,7 @@ async fn reconcile_scaler(scaler: &PodScaler, ctx: &Context) -> Result<Requeue, 
                 deletions = unobserved.deletions,
                 "waiting for the pod cache"
             );
-            Progress::AwaitingCache {
-                creations: unobserved.creations,
-                deletions: unobserved.deletions,
-            }
+            Progress::AwaitingCache(unobserved)
         }
         Decision::Act { plan, timed_out } => {
             if let Some(unobserved) = timed_out {

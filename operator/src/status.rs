@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{PodScalerSpec, PodScalerStatus, selector_string};
 use crate::contention::Fight;
-use crate::plan::{OwnerName, PodFacts, PodOwner, foreign_controllers};
+use crate::plan::{OwnerName, PodFacts, PodOwner, Unobserved, foreign_controllers};
 
 /// Condition: the count is right and every pod is ready.
 pub const READY: &str = "Ready";
@@ -86,12 +86,7 @@ pub enum Progress {
     /// The count was right; nothing to do.
     Idle,
     /// Waiting for the cache to show earlier changes before acting again.
-    AwaitingCache {
-        /// Created pods not yet seen.
-        creations: usize,
-        /// Deleted pods not yet seen gone.
-        deletions: usize,
-    },
+    AwaitingCache(Unobserved),
     /// Created or deleted pods; `failure` tells whether a call failed.
     Acted {
         /// The first failure of the pass, if any.
@@ -225,7 +220,7 @@ fn ready_condition(observed: &Observation<'_>, replicas: i32, ready: i32) -> Dra
     // No counts of the unobserved changes: they shrink with every pod event, and each
     // different message would be another status write.
     let waiting = match observed.progress {
-        Progress::AwaitingCache { .. } => {
+        Progress::AwaitingCache(_) => {
             "; waiting to observe its earlier pod creations and deletions before acting again"
         }
         _ => "",
@@ -290,8 +285,8 @@ fn failure_condition(observed: &Observation<'_>, previous: &[Condition], replica
         }
         Progress::Acted { failure: None } | Progress::Idle => cleared(),
         // Not acting this pass says nothing new about failures until the count is right.
-        Progress::AwaitingCache { .. } if replicas == observed.spec.count.max(0) => cleared(),
-        Progress::AwaitingCache { .. } => previous
+        Progress::AwaitingCache(_) if replicas == observed.spec.count.max(0) => cleared(),
+        Progress::AwaitingCache(_) => previous
             .iter()
             .find(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
             .map_or_else(cleared, |c| {

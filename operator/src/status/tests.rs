@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::plan::Phase;
+use crate::plan::Unobserved;
 
 fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
@@ -156,10 +157,10 @@ fn ready_condition_table() {
             4,
             2,
             2,
-            Progress::AwaitingCache {
+            Progress::AwaitingCache(Unobserved {
                 creations: 2,
                 deletions: 0,
-            },
+            }),
             false,
             reason::SCALING_UP,
             "2 of 4 pods exist; waiting to observe its earlier pod creations and deletions before acting again",
@@ -221,10 +222,10 @@ fn failure_condition_carries_the_api_message_and_survives_a_held_pass() {
         &observe(
             &spec,
             &pods,
-            Progress::AwaitingCache {
+            Progress::AwaitingCache(Unobserved {
                 creations: 1,
                 deletions: 0,
-            },
+            }),
             &none,
         ),
         at(10),
