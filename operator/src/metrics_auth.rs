@@ -25,6 +25,8 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
+use crate::runtime::error_chain;
+
 /// The identity a `TokenReview` vouched for; everything a `SubjectAccessReview` needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct UserInfo {
@@ -342,17 +344,6 @@ impl MetricsAuth {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A cache is consistent after every single call: a panic elsewhere cannot corrupt it.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// What a `TokenReview`'s status says.

@@ -1,6 +1,6 @@
 //! The process plumbing both binaries share, so they cannot drift apart: duration flags, the
-//! stop signals, and accepting connections under pressure. (The admin servers are
-//! [`crate::admin`], the log set-up [`crate::telemetry`]; both are shared too.)
+//! stop signals, accepting connections under pressure, and errors written as one line. (The
+//! admin servers are [`crate::admin`], the log set-up [`crate::telemetry`]; both are shared too.)
 
 use std::time::Duration;
 
@@ -30,6 +30,19 @@ pub async fn stop_signal() -> std::io::Result<&'static str> {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     })
+}
+
+/// `error` and its sources on one line, `outer: inner: innermost`, for a log field or a message
+/// carried on (a `Display` of the outer error alone would drop the cause that says what to fix).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 /// How long to pause after a failed `accept`, as Go's `net/http` server does: 5 ms, doubling
@@ -113,6 +126,18 @@ mod tests {
             parse_duration("0s")
                 .expect_err("zero")
                 .contains("longer than zero")
+        );
+    }
+
+    #[test]
+    fn error_chain_names_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading the certificate")]
+        struct Outer(#[source] std::io::Error);
+        let chained = Outer(std::io::Error::other("tls.key: no such file"));
+        assert_eq!(
+            error_chain(&chained),
+            "loading the certificate: tls.key: no such file"
         );
     }
 

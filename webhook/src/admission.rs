@@ -32,7 +32,7 @@ use kube::core::admission::{
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{Status, TypeMeta};
 use podscaler::api::{GROUP, PodScaler, apply_defaults};
-use podscaler::validation::{self, FieldError, Limits, Peer, Verdict};
+use podscaler::validation::{self, FieldError, Peer, SpecLimits, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -95,7 +95,7 @@ pub trait PodScalerIndex: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Settings {
     /// Bounds for validation (`--max-count`).
-    pub limits: Limits,
+    pub limits: SpecLimits,
 }
 
 /// The answer to one request.

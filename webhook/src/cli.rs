@@ -10,7 +10,7 @@ use podscaler::admin::BindAddress;
 use podscaler::crd::MAX_COUNT;
 use podscaler::runtime::parse_duration;
 use podscaler::telemetry::LogArgs;
-use podscaler::validation::{DEFAULT_MAX_COUNT, Limits};
+use podscaler::validation::{DEFAULT_MAX_COUNT, SpecLimits};
 
 use crate::server::{self, DEFAULT_MAX_REQUEST_BYTES};
 use crate::{Options, admission};
@@ -121,7 +121,7 @@ impl Cli {
                     shutdown_timeout: self.shutdown_timeout,
                 },
                 admission: admission::Settings {
-                    limits: Limits {
+                    limits: SpecLimits {
                         max_count: self.max_count,
                     },
                 },

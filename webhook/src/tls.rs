@@ -25,6 +25,8 @@ use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use podscaler::runtime::error_chain;
+
 use crate::metrics::Metrics;
 
 /// File name of the certificate chain (PEM) in the certificate directory.
@@ -478,18 +480,6 @@ impl Reloader {
             }
         })
     }
-}
-
-/// `error` and its sources, `outer: inner: innermost`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The crypto provider used everywhere: ring.

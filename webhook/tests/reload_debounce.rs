@@ -4,6 +4,7 @@
 
 mod support;
 
+use podscaler::runtime::error_chain;
 use podscaler_webhook::tls::{self, CertDir, Poll, Reloader};
 use support::*;
 
@@ -59,9 +60,9 @@ fn unreadable_files_are_reported_at_the_second_look() {
     assert!(matches!(reloader.poll(), Poll::Unsettled));
     match reloader.poll() {
         Poll::Failed(error) => assert!(
-            tls::error_chain(&error).contains("tls.key"),
+            error_chain(&error).contains("tls.key"),
             "the error does not name the file: {}",
-            tls::error_chain(&error)
+            error_chain(&error)
         ),
         other => panic!("expected Failed, got {other:?}"),
     }

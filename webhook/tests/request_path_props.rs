@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use http::StatusCode;
-use podscaler::validation::Limits;
+use podscaler::validation::SpecLimits;
 use podscaler_webhook::admission::{self, Answer, PodScalerIndex, Settings, Webhook};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -69,7 +69,7 @@ fn settings() -> [Settings; 2] {
     [
         Settings::default(),
         Settings {
-            limits: Limits { max_count: 3 },
+            limits: SpecLimits { max_count: 3 },
         },
     ]
 }

@@ -303,7 +303,7 @@ mod tests {
 
     use super::*;
     use crate::api::PodScalerSpec;
-    use crate::validation::{Limits, validate_spec};
+    use crate::validation::{SpecLimits, validate_spec};
 
     #[test]
     fn the_webhook_rules_refuse_exactly_the_fields_in_the_table() {
@@ -312,7 +312,7 @@ mod tests {
                 Ok(spec) => spec,
                 Err(error) => panic!("{}: the row is not a PodScalerSpec: {error}", case.name),
             };
-            let got: BTreeSet<String> = validate_spec(&spec, &Limits::default())
+            let got: BTreeSet<String> = validate_spec(&spec, &SpecLimits::default())
                 .into_iter()
                 .map(|error| error.field)
                 .collect();
@@ -359,6 +359,6 @@ mod tests {
     fn generated_lengths_are_what_the_rows_claim() {
         assert_eq!(subdomain(253).len(), 253);
         assert_eq!(subdomain(254).len(), 254);
-        assert!(crate::validation::dns1123_subdomain_errors(&subdomain(253)).is_empty());
+        assert!(crate::validation::syntax::dns1123_subdomain_errors(&subdomain(253)).is_empty());
     }
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::autoscaling::v1::Scale;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use podscaler::crd::MAX_COUNT;
-use podscaler::validation::{FieldError, Limits, Verdict};
+use podscaler::validation::{FieldError, SpecLimits, Verdict};
 use serde_json::Value;
 
 use super::decode::decode;
@@ -37,7 +37,7 @@ pub(super) fn validate(
     allowed: AdmissionResponse,
     request: &AdmissionRequest<DynamicObject>,
     raw: &Value,
-    limits: &Limits,
+    limits: &SpecLimits,
 ) -> Result<AdmissionResponse, ReviewError> {
     if request.operation != Operation::Update {
         // The scale subresource only supports get, update and patch (an UPDATE in admission).
@@ -85,7 +85,7 @@ fn requested_replicas(raw: &Value, field: &str) -> Result<i32, ReviewError> {
 
 /// The verdict on a Scale asking for `new` replicas when it had `old`: the bounds of
 /// `spec.count` (0 to `limits.max_count`), reported on the Scale's `spec.replicas`.
-pub fn check_replicas(old: Option<i32>, new: i32, limits: &Limits) -> Verdict {
+pub fn check_replicas(old: Option<i32>, new: i32, limits: &SpecLimits) -> Verdict {
     let mut verdict = Verdict::default();
     if let Some(error) = replicas_error(new, limits) {
         if old.and_then(|old| replicas_error(old, limits)).as_ref() == Some(&error) {
@@ -97,7 +97,7 @@ pub fn check_replicas(old: Option<i32>, new: i32, limits: &Limits) -> Verdict {
     verdict
 }
 
-fn replicas_error(replicas: i32, limits: &Limits) -> Option<FieldError> {
+fn replicas_error(replicas: i32, limits: &SpecLimits) -> Option<FieldError> {
     let message = if replicas < 0 {
         format!(
             "must be 0 or more (got {replicas}): spec.replicas of the Scale sets PodScaler \
@@ -143,8 +143,8 @@ pub(super) fn wrong_kind(kind: &str) -> ReviewError {
 mod tests {
     use super::*;
 
-    fn limits(max_count: i32) -> Limits {
-        Limits { max_count }
+    fn limits(max_count: i32) -> SpecLimits {
+        SpecLimits { max_count }
     }
 
     #[test]

@@ -530,7 +530,7 @@ fn max_count_is_configurable() {
     let body = serde_json::to_vec(&create(json!({"count": 11, "selector": {"app": "a"}})))
         .expect("encode");
     let tight = Settings {
-        limits: Limits { max_count: 10 },
+        limits: SpecLimits { max_count: 10 },
     };
     let answer = answer(Webhook::Validate, &body, &empty(), &tight);
     let review: Value = serde_json::from_slice(&answer.body).expect("json");
@@ -731,7 +731,7 @@ fn paths_round_trip() {
 fn call_with(webhook: Webhook, body: &Value, index: &Fixed, max_count: i32) -> (Answer, Value) {
     let bytes = serde_json::to_vec(body).expect("encode");
     let settings = Settings {
-        limits: Limits { max_count },
+        limits: SpecLimits { max_count },
     };
     let answer = answer(webhook, &bytes, index, &settings);
     let parsed = serde_json::from_slice(&answer.body).expect("answers are JSON");
