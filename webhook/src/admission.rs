@@ -91,13 +91,6 @@ pub trait PodScalerIndex: Send + Sync {
     fn selectors_in(&self, namespace: &str) -> Option<Vec<(String, BTreeMap<String, String>)>>;
 }
 
-/// What admission needs besides the request.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Settings {
-    /// Bounds for validation (`--max-count`).
-    pub limits: SpecLimits,
-}
-
 /// The answer to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -119,18 +112,26 @@ pub struct Decision {
 }
 
 /// Answers one request body sent to `webhook`.
+#[tracing::instrument(
+    name = "admission",
+    skip_all,
+    fields(webhook = webhook.path(), podscaler = tracing::field::Empty, operation = tracing::field::Empty)
+)]
 pub fn answer(
     webhook: Webhook,
     body: &[u8],
     index: &dyn PodScalerIndex,
-    settings: &Settings,
+    limits: &SpecLimits,
 ) -> Answer {
     let (request, uid) = match envelope(body) {
         Ok(parsed) => parsed,
         Err(message) => return reject(StatusCode::BAD_REQUEST, &message),
     };
     let operation = operation_label(&request);
-    let response = match review(webhook, &request, index, settings) {
+    let span = tracing::Span::current();
+    span.record("podscaler", tracing::field::display(object_key(&request)));
+    span.record("operation", operation);
+    let response = match review(webhook, &request, index, limits) {
         Ok(response) => response,
         Err(error) => error.into_response(uid),
     };
@@ -267,7 +268,7 @@ fn review(
     webhook: Webhook,
     raw: &Value,
     index: &dyn PodScalerIndex,
-    settings: &Settings,
+    limits: &SpecLimits,
 ) -> Result<AdmissionResponse, ReviewError> {
     let mut request = AdmissionRequest::<DynamicObject>::deserialize(raw).map_err(|error| {
         ReviewError::bad_request(format!(
@@ -284,9 +285,7 @@ fn review(
     match (subject(&request)?, webhook) {
         // A Scale has nothing to default.
         (Subject::Scale, Webhook::Mutate) => Ok(allowed),
-        (Subject::Scale, Webhook::Validate) => {
-            scale::validate(allowed, &request, raw, &settings.limits)
-        }
+        (Subject::Scale, Webhook::Validate) => scale::validate(allowed, &request, raw, limits),
         // Status updates do not change what the webhooks check.
         (Subject::OtherSubresource, _) => Ok(allowed),
         (Subject::PodScaler, _) if !writes_object => Ok(allowed),
@@ -297,7 +296,7 @@ fn review(
             Err(error) => Err(error.into_review_error("object")),
         },
         (Subject::PodScaler, Webhook::Validate) => {
-            validate_review(allowed, &request, raw, index, settings)
+            validate_review(allowed, &request, raw, index, limits)
         }
     }
 }
@@ -309,7 +308,7 @@ fn validate_review(
     request: &AdmissionRequest<DynamicObject>,
     raw: &Value,
     index: &dyn PodScalerIndex,
-    settings: &Settings,
+    limits: &SpecLimits,
 ) -> Result<AdmissionResponse, ReviewError> {
     let object = match podscaler(raw, "object") {
         Ok(object) => object,
@@ -326,8 +325,6 @@ fn validate_review(
             // immutability).
             Err(ObjectError::Undecodable(error)) => {
                 tracing::warn!(
-                    name = %request.name,
-                    namespace = ?request.namespace,
                     error = %error,
                     "the stored PodScaler does not decode; judging the update on its new object alone"
                 );
@@ -337,7 +334,7 @@ fn validate_review(
         },
         _ => None,
     };
-    validate(allowed, request, &object, old.as_ref(), index, settings)
+    validate(allowed, request, &object, old.as_ref(), index, limits)
 }
 
 /// What a review is about.
@@ -491,7 +488,7 @@ fn validate(
     object: &PodScaler,
     old: Option<&PodScaler>,
     index: &dyn PodScalerIndex,
-    settings: &Settings,
+    limits: &SpecLimits,
 ) -> Result<AdmissionResponse, ReviewError> {
     let name = if request.name.is_empty() {
         object.metadata.name.clone().unwrap_or_default()
@@ -515,18 +512,13 @@ fn validate(
         .map(|(name, selector)| Peer { name, selector })
         .collect();
     let verdict = match old {
-        None => validation::validate_create(
-            &name,
-            &object.spec,
-            peers.iter().copied(),
-            &settings.limits,
-        ),
+        None => validation::validate_create(&name, &object.spec, peers.iter().copied(), limits),
         Some(old) => validation::validate_update(
             &name,
             &old.spec,
             &object.spec,
             peers.iter().copied(),
-            &settings.limits,
+            limits,
         ),
     };
     Ok(decide(allowed, &Denied::podscaler(&name), verdict))
@@ -595,6 +587,18 @@ fn operation_label(request: &Value) -> &'static str {
         Some("CONNECT") => "CONNECT",
         _ => "UNKNOWN",
     }
+}
+
+/// `namespace/name` of the object under review, as the operator's reconcile span names a
+/// PodScaler (the name is empty on a CREATE that asks for a generated one).
+fn object_key(request: &Value) -> String {
+    let field = |name| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    format!("{}/{}", field("namespace"), field("name"))
 }
 
 /// A JSON value named in an error message, shortened.

@@ -12,8 +12,8 @@ use podscaler::runtime::parse_duration;
 use podscaler::telemetry::LogArgs;
 use podscaler::validation::{DEFAULT_MAX_COUNT, SpecLimits};
 
+use crate::Options;
 use crate::server::{self, DEFAULT_MAX_REQUEST_BYTES};
-use crate::{Options, admission};
 
 /// PodScaler admission webhook: defaults and validates scaling.example.com/v1 PodScalers.
 #[derive(Parser, Clone, Debug)]
@@ -80,11 +80,13 @@ pub struct Cli {
     )]
     pub health_probe_bind_address: BindAddress,
 
-    /// Time allowed for a client's TLS handshake.
+    /// Time allowed for a client's TLS handshake. Over HTTP/2 (--http2) also how long a
+    /// keep-alive ping may go unanswered before the connection is closed.
     #[arg(long, env = "PODSCALER_WEBHOOK_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,
 
-    /// Time allowed for a request's headers; also how long an idle kept-alive connection stays open.
+    /// Time allowed for a request's headers; also how long an idle kept-alive connection stays
+    /// open. Over HTTP/2 (--http2), the interval of keep-alive pings instead.
     #[arg(long, env = "PODSCALER_WEBHOOK_READ_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub read_header_timeout: Duration,
 
@@ -113,17 +115,15 @@ impl Cli {
             cert_poll_interval: self.cert_poll_interval,
             server: server::Config {
                 http2: self.http2,
-                limits: server::Limits {
+                limits: server::ConnectionLimits {
                     tls_handshake_timeout: self.tls_handshake_timeout,
                     read_header_timeout: self.read_header_timeout,
                     read_body_timeout: self.read_body_timeout,
                     max_request_bytes: self.max_request_bytes,
                     shutdown_timeout: self.shutdown_timeout,
                 },
-                admission: admission::Settings {
-                    limits: SpecLimits {
-                        max_count: self.max_count,
-                    },
+                spec_limits: SpecLimits {
+                    max_count: self.max_count,
                 },
             },
         }
@@ -145,8 +145,8 @@ mod tests {
         );
         assert_eq!(options.cert_poll_interval, Duration::from_secs(10));
         assert!(!options.server.http2);
-        assert_eq!(options.server.limits, server::Limits::default());
-        assert_eq!(options.server.admission.limits.max_count, 1000);
+        assert_eq!(options.server.limits, server::ConnectionLimits::default());
+        assert_eq!(options.server.spec_limits.max_count, 1000);
         assert_eq!(cli.metrics_bind_address, ":8080".parse().expect("addr"));
         assert_eq!(
             cli.health_probe_bind_address,
@@ -190,7 +190,7 @@ mod tests {
         let options = cli.options();
         assert_eq!(options.bind, "127.0.0.1:0".parse().expect("addr"));
         assert_eq!(options.cert_poll_interval, Duration::from_millis(250));
-        assert_eq!(options.server.admission.limits.max_count, 5);
+        assert_eq!(options.server.spec_limits.max_count, 5);
         assert!(options.server.http2);
         assert_eq!(
             options.server.limits.read_header_timeout,
@@ -204,7 +204,7 @@ mod tests {
     fn max_count_may_reach_the_crd_limit_but_not_pass_it() {
         let at_limit = format!("--max-count={MAX_COUNT}");
         let cli = Cli::try_parse_from(["podscaler-webhook", at_limit.as_str()]).expect("parses");
-        assert_eq!(cli.options().server.admission.limits.max_count, MAX_COUNT);
+        assert_eq!(cli.options().server.spec_limits.max_count, MAX_COUNT);
         let over = format!("--max-count={}", MAX_COUNT + 1);
         let error = Cli::try_parse_from(["podscaler-webhook", over.as_str()])
             .expect_err("over the CRD's maximum")

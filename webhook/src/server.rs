@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use podscaler::runtime::{self, AcceptBackoff};
 
+use podscaler::validation::SpecLimits;
+
 use crate::admission::{self, Answer, MUTATE_PATH, PodScalerIndex, VALIDATE_PATH, Webhook};
 use crate::metrics::{ConnectionError, Metrics, UNMATCHED_WEBHOOK};
 
@@ -40,7 +42,7 @@ const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 
 /// Bounds on what a client may make the server wait for or hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct ConnectionLimits {
     /// Time allowed for the TLS handshake.
     pub tls_handshake_timeout: Duration,
     /// Time allowed to receive a request's headers, counted from when the server starts
@@ -54,7 +56,7 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
 }
 
-impl Default for Limits {
+impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             tls_handshake_timeout: Duration::from_secs(10),
@@ -71,10 +73,10 @@ impl Default for Limits {
 pub struct Config {
     /// Offer HTTP/2 in ALPN and serve it when the client picks it.
     pub http2: bool,
-    /// Timeouts and sizes.
-    pub limits: Limits,
-    /// Admission settings.
-    pub admission: admission::Settings,
+    /// Timeouts and sizes of a connection and its requests.
+    pub limits: ConnectionLimits,
+    /// Bounds on the PodScalers admitted (`--max-count`).
+    pub spec_limits: SpecLimits,
 }
 
 /// Everything a request needs: settings, the PodScaler index and the metrics.
@@ -193,7 +195,12 @@ impl App {
                 );
             }
         };
-        admission::answer(webhook, &body, self.index.as_ref(), &self.config.admission)
+        admission::answer(
+            webhook,
+            &body,
+            self.index.as_ref(),
+            &self.config.spec_limits,
+        )
     }
 }
 
@@ -349,6 +356,9 @@ async fn serve_connection(
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_header_list_size(MAX_HEADER_LIST_SIZE)
+            // No knobs of their own: an idle HTTP/2 connection is pinged as often as an idle
+            // HTTP/1.1 one may wait for headers, and a ping gets as long as a handshake (both
+            // said in the flags' help).
             .keep_alive_interval(Some(limits.read_header_timeout))
             .keep_alive_timeout(limits.tls_handshake_timeout);
         watcher.watch(builder.serve_connection(io, service)).await

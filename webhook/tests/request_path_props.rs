@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use http::StatusCode;
 use podscaler::validation::SpecLimits;
-use podscaler_webhook::admission::{self, Answer, PodScalerIndex, Settings, Webhook};
+use podscaler_webhook::admission::{self, Answer, PodScalerIndex, Webhook};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value, json};
@@ -65,13 +65,8 @@ fn caches() -> [Cache; 3] {
     ]
 }
 
-fn settings() -> [Settings; 2] {
-    [
-        Settings::default(),
-        Settings {
-            limits: SpecLimits { max_count: 3 },
-        },
-    ]
+fn spec_limits() -> [SpecLimits; 2] {
+    [SpecLimits::default(), SpecLimits { max_count: 3 }]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -623,7 +618,7 @@ fn check_patch(body: &[u8], reply: &Value) -> Result<(), TestCaseError> {
     review["request"]["object"] = object;
     let again = serde_json::to_vec(&review).expect("encode");
     let cache = Cache(Some(Vec::new()));
-    let answer = admission::answer(Webhook::Mutate, &again, &cache, &Settings::default());
+    let answer = admission::answer(Webhook::Mutate, &again, &cache, &SpecLimits::default());
     let reply = check(&again, &answer)?;
     prop_assert_eq!(
         reply["response"]["allowed"].as_bool(),
@@ -639,15 +634,15 @@ fn check_patch(body: &[u8], reply: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Answers `body` with every webhook, cache and settings, checking each answer.
+/// Answers `body` with every webhook, cache and --max-count, checking each answer.
 fn answer_everywhere(body: &[u8]) -> Result<(), TestCaseError> {
     for webhook in Webhook::ALL {
         for cache in &caches() {
-            for settings in &settings() {
-                let answer = admission::answer(webhook, body, cache, settings);
+            for limits in &spec_limits() {
+                let answer = admission::answer(webhook, body, cache, limits);
                 let reply = check(body, &answer)?;
                 prop_assert_eq!(
-                    &admission::answer(webhook, body, cache, settings),
+                    &admission::answer(webhook, body, cache, limits),
                     &answer,
                     "answers are deterministic"
                 );
@@ -695,7 +690,7 @@ fn generated_reviews_cover_every_kind_of_answer() {
             (Webhook::Validate, &synced),
             (Webhook::Validate, &Cache(None)),
         ] {
-            let answer = admission::answer(webhook, &body, cache, &Settings::default());
+            let answer = admission::answer(webhook, &body, cache, &SpecLimits::default());
             let reply: Value = serde_json::from_slice(&answer.body).expect("JSON");
             let kind = if answer.status != StatusCode::OK {
                 "no uid: 4xx"
@@ -711,7 +706,7 @@ fn generated_reviews_cover_every_kind_of_answer() {
             };
             *seen.entry(kind).or_default() += 1;
         }
-        let answer = admission::answer(Webhook::Mutate, &body, &synced, &Settings::default());
+        let answer = admission::answer(Webhook::Mutate, &body, &synced, &SpecLimits::default());
         let reply: Value = serde_json::from_slice(&answer.body).expect("JSON");
         if reply["response"].get("patch").is_some() {
             *seen.entry("patched").or_default() += 1;

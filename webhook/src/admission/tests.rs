@@ -74,7 +74,7 @@ fn create(spec: Value) -> Value {
 
 fn call(webhook: Webhook, body: &Value, index: &Fixed) -> (Answer, Value) {
     let bytes = serde_json::to_vec(body).expect("encode");
-    let answer = answer(webhook, &bytes, index, &Settings::default());
+    let answer = answer(webhook, &bytes, index, &SpecLimits::default());
     let parsed = serde_json::from_slice(&answer.body).expect("answers are JSON");
     (answer, parsed)
 }
@@ -144,7 +144,7 @@ fn envelope_errors_are_http_400_with_a_status_body() {
     ];
     for (name, body, want) in cases {
         for webhook in Webhook::ALL {
-            let answer = answer(webhook, &body, &empty(), &Settings::default());
+            let answer = answer(webhook, &body, &empty(), &SpecLimits::default());
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}");
             assert_eq!(answer.decision, None, "{name}");
             let status: Value = serde_json::from_slice(&answer.body).expect("Status is JSON");
@@ -529,9 +529,7 @@ fn validation_table() {
 fn max_count_is_configurable() {
     let body = serde_json::to_vec(&create(json!({"count": 11, "selector": {"app": "a"}})))
         .expect("encode");
-    let tight = Settings {
-        limits: SpecLimits { max_count: 10 },
-    };
+    let tight = SpecLimits { max_count: 10 };
     let answer = answer(Webhook::Validate, &body, &empty(), &tight);
     let review: Value = serde_json::from_slice(&answer.body).expect("json");
     assert_eq!(review["response"]["allowed"], false);
@@ -711,7 +709,7 @@ fn echoed_text_is_truncated() {
         Webhook::Validate,
         body.as_bytes(),
         &empty(),
-        &Settings::default(),
+        &SpecLimits::default(),
     );
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.body.len() < 1_000, "{}", answer.body.len());
@@ -730,10 +728,8 @@ fn paths_round_trip() {
 
 fn call_with(webhook: Webhook, body: &Value, index: &Fixed, max_count: i32) -> (Answer, Value) {
     let bytes = serde_json::to_vec(body).expect("encode");
-    let settings = Settings {
-        limits: SpecLimits { max_count },
-    };
-    let answer = answer(webhook, &bytes, index, &settings);
+    let limits = SpecLimits { max_count };
+    let answer = answer(webhook, &bytes, index, &limits);
     let parsed = serde_json::from_slice(&answer.body).expect("answers are JSON");
     (answer, parsed)
 }

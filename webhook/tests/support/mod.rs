@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher::Event;
 use podscaler::api::{PodScaler, PodScalerSpec};
-use podscaler_webhook::server::{Config, Limits};
+use podscaler_webhook::server::{Config, ConnectionLimits};
 use podscaler_webhook::{Options, Running, cache};
 use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -234,8 +234,8 @@ pub fn podscaler(namespace: &str, name: &str, selector: &[(&str, &str)]) -> PodS
 }
 
 /// Test-friendly limits: short timeouts so "nothing hangs" is quick to prove.
-pub fn quick_limits() -> Limits {
-    Limits {
+pub fn quick_limits() -> ConnectionLimits {
+    ConnectionLimits {
         tls_handshake_timeout: Duration::from_millis(500),
         read_header_timeout: Duration::from_millis(500),
         read_body_timeout: Duration::from_millis(500),
