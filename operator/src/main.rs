@@ -19,25 +19,20 @@ use podscaler::leader::{self, ElectionConfig, Elector, MasterStatus};
 use podscaler::metrics::Metrics;
 use podscaler::reconcile::{Context, Settings};
 use podscaler::rest_client_metrics::RestClientMetrics;
-use podscaler::telemetry;
+use podscaler::{runtime, telemetry};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+
+/// How failures are signed on stderr and in the log.
+const BINARY: &str = "podscaler-operator";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = OperatorArgs::parse();
     if let Err(error) = telemetry::init(&args.log) {
-        eprintln!("error: {error:#}");
-        return ExitCode::FAILURE;
+        return runtime::exit_code(BINARY, Err(error));
     }
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::exit_code(BINARY, run(args).await)
 }
 
 async fn run(args: OperatorArgs) -> anyhow::Result<()> {

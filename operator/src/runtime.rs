@@ -1,7 +1,9 @@
 //! The process plumbing both binaries share, so they cannot drift apart: duration flags, the
-//! stop signals, accepting connections under pressure, and errors written as one line. (The
+//! stop signals, accepting connections under pressure, errors written as one line, and the exit
+//! code. (The
 //! admin servers are [`crate::admin`], the log set-up [`crate::telemetry`]; both are shared too.)
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +45,20 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+/// The exit code of a binary whose work ended with `outcome`. A failure is logged (for the log
+/// collector; a no-op when logging could not be set up) and printed to stderr with its causes,
+/// for whoever ran the command.
+pub fn exit_code(binary: &str, outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "{binary} cannot run");
+            eprintln!("{binary}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// How long to pause after a failed `accept`, as Go's `net/http` server does: 5 ms, doubling

@@ -7,26 +7,22 @@ use anyhow::Context;
 use clap::Parser;
 use podscaler::admin::{self, Endpoints, Readiness};
 use podscaler::rest_client_metrics::RestClientMetrics;
-use podscaler::telemetry;
+use podscaler::{runtime, telemetry};
 use podscaler_webhook::cli::Cli;
 use podscaler_webhook::{PodScalerIndex, cache};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+/// How failures are signed on stderr and in the log.
+const BINARY: &str = "podscaler-webhook";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = telemetry::init(&cli.log) {
-        eprintln!("podscaler-webhook: {error:#}");
-        return ExitCode::FAILURE;
+        return runtime::exit_code(BINARY, Err(error));
     }
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "podscaler-webhook cannot run");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::exit_code(BINARY, run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
