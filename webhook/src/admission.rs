@@ -20,30 +20,40 @@
 //! through unpatched: mutating admission runs before the API server's schema validation, which
 //! then refuses it with the field path and every other schema error, as for any CRD. Should
 //! the schema ever let such an object through, the validating webhook refuses it naming the
-//! field ([`decode`]).
+//! field (`decode.rs`).
+//!
+//! This file routes a request to what reviews it; the envelope checks are in `envelope.rs`,
+//! defaulting in `mutate.rs`, the PodScaler rules in `validate.rs`, the scale subresource in
+//! [`scale`], and the building of answers in `response.rs`. Each review runs in an `admission`
+//! span with `podscaler = "namespace/name"`, the key the operator's reconcile span uses.
 
 use std::collections::BTreeMap;
 
 use http::StatusCode;
 use kube::api::DynamicObject;
+use kube::core::TypeMeta;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND, Operation,
 };
-use kube::core::response::{StatusCause, StatusDetails};
-use kube::core::{Status, TypeMeta};
-use podscaler::api::{GROUP, PodScaler, apply_defaults};
-use podscaler::validation::{self, FieldError, Peer, SpecLimits, Verdict};
+use podscaler::api::{GROUP, PodScaler};
+use podscaler::validation::SpecLimits;
 use serde::Deserialize;
 use serde_json::Value;
 
 use self::decode::decode;
+use self::envelope::envelope;
+pub use self::mutate::defaulting_patch;
+use self::mutate::mutate;
+use self::response::ReviewError;
+pub use self::response::reject;
+use self::validate::validate_review;
 
 mod decode;
 mod envelope;
+mod mutate;
+mod response;
 pub mod scale;
-
-use self::envelope::{envelope, object_key, operation_label};
-pub use self::envelope::{reject, truncate};
+mod validate;
 
 /// Path of the mutating (defaulting) webhook, as kubebuilder names it.
 pub const MUTATE_PATH: &str = "/mutate-scaling-example-com-v1-podscaler";
@@ -52,8 +62,9 @@ pub const VALIDATE_PATH: &str = "/validate-scaling-example-com-v1-podscaler";
 
 /// The version of the PodScaler API this webhook admits.
 const VERSION: &str = "v1";
-/// The kind this webhook admits.
 const KIND: &str = "PodScaler";
+/// Longest excerpt of client-supplied text echoed in an error message.
+const ECHO_LIMIT: usize = 100;
 
 /// The two webhooks served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,7 +76,6 @@ pub enum Webhook {
 }
 
 impl Webhook {
-    /// Both webhooks.
     pub const ALL: [Self; 2] = [Self::Mutate, Self::Validate];
 
     /// The webhook served at `path`, if any.
@@ -96,7 +106,6 @@ pub trait PodScalerIndex: Send + Sync {
 /// The answer to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
-    /// HTTP status.
     pub status: StatusCode,
     /// JSON body: an AdmissionReview (status 200) or a `metav1.Status` (4xx/5xx).
     pub body: Vec<u8>,
@@ -109,16 +118,10 @@ pub struct Answer {
 pub struct Decision {
     /// `CREATE`, `UPDATE`, `DELETE`, `CONNECT` or `UNKNOWN`.
     pub operation: &'static str,
-    /// Whether the request was allowed.
     pub allowed: bool,
 }
 
 /// Answers one request body sent to `webhook`.
-#[tracing::instrument(
-    name = "admission",
-    skip_all,
-    fields(webhook = webhook.path(), podscaler = tracing::field::Empty, operation = tracing::field::Empty)
-)]
 pub fn answer(
     webhook: Webhook,
     body: &[u8],
@@ -130,9 +133,6 @@ pub fn answer(
         Err(message) => return reject(StatusCode::BAD_REQUEST, &message),
     };
     let operation = operation_label(&request);
-    let span = tracing::Span::current();
-    span.record("podscaler", tracing::field::display(object_key(&request)));
-    span.record("operation", operation);
     let response = match review(webhook, &request, index, limits) {
         Ok(response) => response,
         Err(error) => error.into_response(uid),
@@ -148,31 +148,6 @@ pub fn answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("encoding the AdmissionReview response failed: {error}"),
         ),
-    }
-}
-
-/// A request that cannot be admitted for reasons other than the object's content.
-#[derive(Debug)]
-struct ReviewError {
-    code: StatusCode,
-    reason: &'static str,
-    message: String,
-}
-
-impl ReviewError {
-    fn bad_request(message: String) -> Self {
-        Self {
-            code: StatusCode::BAD_REQUEST,
-            reason: "BadRequest",
-            message,
-        }
-    }
-
-    fn into_response(self, uid: String) -> AdmissionResponse {
-        let mut response = AdmissionResponse::invalid(&self.message);
-        response.uid = uid;
-        response.result = Status::failure(&self.message, self.reason).with_code(self.code.as_u16());
-        response
     }
 }
 
@@ -192,12 +167,62 @@ fn review(
         api_version: META_API_VERSION_V1.to_owned(),
         kind: META_KIND.to_owned(),
     };
-    let allowed = AdmissionResponse::from(&request);
+    review_request(webhook, &request, raw, index, limits)
+}
+
+/// Reviews one decoded request, in a span naming the PodScaler (`podscaler = "ns/name"`, the
+/// key the operator's reconcile span uses too) so every log line of the review carries it.
+#[tracing::instrument(
+    name = "admission",
+    skip_all,
+    fields(
+        podscaler = %podscaler_key(request),
+        webhook = webhook.path(),
+        operation = ?request.operation,
+        kind = %request.kind.kind,
+        subresource = request.sub_resource.as_deref().unwrap_or_default(),
+        uid = %request.uid,
+    )
+)]
+fn review_request(
+    webhook: Webhook,
+    request: &AdmissionRequest<DynamicObject>,
+    raw: &Value,
+    index: &dyn PodScalerIndex,
+    limits: &SpecLimits,
+) -> Result<AdmissionResponse, ReviewError> {
+    let reviewed = decide_request(webhook, request, raw, index, limits);
+    match &reviewed {
+        Ok(response) => tracing::debug!(allowed = response.allowed, "reviewed"),
+        Err(error) => {
+            tracing::debug!(code = error.code.as_u16(), message = %error.message, "request refused")
+        }
+    }
+    reviewed
+}
+
+/// `namespace/name` of the PodScaler under review (`name` alone for a cluster-scoped request,
+/// which the webhook configuration never sends).
+fn podscaler_key(request: &AdmissionRequest<DynamicObject>) -> String {
+    match request.namespace.as_deref() {
+        Some(namespace) if !namespace.is_empty() => format!("{namespace}/{}", request.name),
+        _ => request.name.clone(),
+    }
+}
+
+fn decide_request(
+    webhook: Webhook,
+    request: &AdmissionRequest<DynamicObject>,
+    raw: &Value,
+    index: &dyn PodScalerIndex,
+    limits: &SpecLimits,
+) -> Result<AdmissionResponse, ReviewError> {
+    let allowed = AdmissionResponse::from(request);
     let writes_object = matches!(request.operation, Operation::Create | Operation::Update);
-    match (subject(&request)?, webhook) {
+    match (subject(request)?, webhook) {
         // A Scale has nothing to default.
         (Subject::Scale, Webhook::Mutate) => Ok(allowed),
-        (Subject::Scale, Webhook::Validate) => scale::validate(allowed, &request, raw, limits),
+        (Subject::Scale, Webhook::Validate) => scale::validate(allowed, request, raw, limits),
         // Status updates do not change what the webhooks check.
         (Subject::OtherSubresource, _) => Ok(allowed),
         (Subject::PodScaler, _) if !writes_object => Ok(allowed),
@@ -208,51 +233,14 @@ fn review(
             Err(error) => Err(error.into_review_error("object")),
         },
         (Subject::PodScaler, Webhook::Validate) => {
-            validate_review(allowed, &request, raw, index, limits)
+            validate_review(allowed, request, raw, index, limits)
         }
     }
-}
-
-/// The validating webhook on a PodScaler CREATE or UPDATE: decodes both objects, then
-/// [`validate`]s.
-fn validate_review(
-    allowed: AdmissionResponse,
-    request: &AdmissionRequest<DynamicObject>,
-    raw: &Value,
-    index: &dyn PodScalerIndex,
-    limits: &SpecLimits,
-) -> Result<AdmissionResponse, ReviewError> {
-    let object = match podscaler(raw, "object") {
-        Ok(object) => object,
-        Err(ObjectError::Undecodable(error)) => return Ok(undecodable(allowed, request, error)),
-        Err(error) => return Err(error.into_review_error("object")),
-    };
-    let old = match request.operation {
-        Operation::Update => match podscaler(raw, "oldObject") {
-            Ok(old) => Some(old),
-            // The stored object, written before a rule or a type changed: the user cannot fix
-            // it in this request, and refusing would lock the object (every update, the
-            // removal of a finalizer too, would fail). The new object is judged alone; the
-            // CRD's own rules still compare it with the stored one (the selector's
-            // immutability).
-            Err(ObjectError::Undecodable(error)) => {
-                tracing::warn!(
-                    error = %error,
-                    "the stored PodScaler does not decode; judging the update on its new object alone"
-                );
-                None
-            }
-            Err(error) => return Err(error.into_review_error("oldObject")),
-        },
-        _ => None,
-    };
-    validate(allowed, request, &object, old.as_ref(), index, limits)
 }
 
 /// What a review is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Subject {
-    /// A PodScaler object.
     PodScaler,
     /// The scale subresource: an `autoscaling/v1` Scale.
     Scale,
@@ -312,48 +300,6 @@ impl ObjectError {
     }
 }
 
-/// The validating webhook's answer to a PodScaler it cannot decode: denied as invalid, naming
-/// the field, like a violation of a rule.
-fn undecodable(
-    allowed: AdmissionResponse,
-    request: &AdmissionRequest<DynamicObject>,
-    error: decode::DecodeError,
-) -> AdmissionResponse {
-    let name = request.name.clone();
-    let field = if error.field.is_empty() {
-        "(root)".to_owned()
-    } else {
-        error.field
-    };
-    let verdict = Verdict {
-        errors: vec![FieldError {
-            field,
-            message: truncate(&error.message),
-        }],
-        warnings: Vec::new(),
-    };
-    decide(allowed, &Denied::podscaler(&name), verdict)
-}
-
-/// The object a denial is about, named as the API server names an invalid object
-/// (`PodScaler.scaling.example.com "web" is invalid: …`; kubectl prints `The PodScaler "web"
-/// is invalid:` and then every cause).
-struct Denied<'a> {
-    group: &'static str,
-    kind: &'static str,
-    name: &'a str,
-}
-
-impl<'a> Denied<'a> {
-    fn podscaler(name: &'a str) -> Self {
-        Self {
-            group: GROUP,
-            kind: KIND,
-            name,
-        }
-    }
-}
-
 /// The PodScaler in `AdmissionReview.request.<field>`.
 fn podscaler(raw: &Value, field: &str) -> Result<PodScaler, ObjectError> {
     match raw.get(field) {
@@ -362,132 +308,23 @@ fn podscaler(raw: &Value, field: &str) -> Result<PodScaler, ObjectError> {
     }
 }
 
-/// Defaulting as a JSON patch: the library's [`apply_defaults`], diffed. Both sides of the
-/// diff are serialized from the typed spec, so the patch holds exactly what defaulting
-/// changed (never a re-formatting of the request), and it is empty when nothing needed
-/// defaulting.
-fn mutate(
-    allowed: AdmissionResponse,
-    object: &PodScaler,
-) -> Result<AdmissionResponse, ReviewError> {
-    let patch = defaulting_patch(object).map_err(|error| ReviewError {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        reason: "InternalError",
-        message: format!("computing the defaulting patch failed: {error}"),
-    })?;
-    if patch.0.is_empty() {
-        return Ok(allowed);
+/// The operation as a metric label, from a bounded set.
+fn operation_label(request: &Value) -> &'static str {
+    match request.get("operation").and_then(Value::as_str) {
+        Some("CREATE") => "CREATE",
+        Some("UPDATE") => "UPDATE",
+        Some("DELETE") => "DELETE",
+        Some("CONNECT") => "CONNECT",
+        _ => "UNKNOWN",
     }
-    allowed.with_patch(patch).map_err(|error| ReviewError {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        reason: "InternalError",
-        message: format!("encoding the defaulting patch failed: {error}"),
-    })
 }
 
-/// The JSON patch (paths from the object's root) that applies [`apply_defaults`] to `object`.
-pub fn defaulting_patch(object: &PodScaler) -> Result<json_patch::Patch, serde_json::Error> {
-    let mut defaulted = object.spec.clone();
-    apply_defaults(&mut defaulted);
-    let before = serde_json::json!({ "spec": serde_json::to_value(&object.spec)? });
-    let after = serde_json::json!({ "spec": serde_json::to_value(&defaulted)? });
-    Ok(json_patch::diff(&before, &after))
-}
-
-fn validate(
-    allowed: AdmissionResponse,
-    request: &AdmissionRequest<DynamicObject>,
-    object: &PodScaler,
-    old: Option<&PodScaler>,
-    index: &dyn PodScalerIndex,
-    limits: &SpecLimits,
-) -> Result<AdmissionResponse, ReviewError> {
-    let name = if request.name.is_empty() {
-        object.metadata.name.clone().unwrap_or_default()
-    } else {
-        request.name.clone()
-    };
-    let namespace = request
-        .namespace
-        .clone()
-        .or_else(|| object.metadata.namespace.clone())
-        .unwrap_or_default();
-    let others = index.selectors_in(&namespace).ok_or_else(|| ReviewError {
-        code: StatusCode::SERVICE_UNAVAILABLE,
-        reason: "ServiceUnavailable",
-        message: "the webhook has not finished loading the cluster's PodScalers, so it cannot \
-                  check for overlapping selectors yet; retry in a few seconds"
-            .to_owned(),
-    })?;
-    let peers: Vec<Peer<'_>> = others
-        .iter()
-        .map(|(name, selector)| Peer { name, selector })
-        .collect();
-    let verdict = match old {
-        None => validation::validate_create(&name, &object.spec, peers.iter().copied(), limits),
-        Some(old) => validation::validate_update(
-            &name,
-            &old.spec,
-            &object.spec,
-            peers.iter().copied(),
-            limits,
-        ),
-    };
-    Ok(decide(allowed, &Denied::podscaler(&name), verdict))
-}
-
-/// The response for `verdict` on `denied`: allowed (with any warnings), or denied as
-/// `Invalid` with one cause per error.
-fn decide(
-    mut response: AdmissionResponse,
-    denied: &Denied<'_>,
-    verdict: Verdict,
-) -> AdmissionResponse {
-    if !verdict.warnings.is_empty() {
-        response.warnings = Some(
-            verdict
-                .warnings
-                .iter()
-                .map(|warning| format!("{warning} (allowed because this update did not change it)"))
-                .collect(),
-        );
+/// `text` cut to `ECHO_LIMIT` (100) characters, so a client cannot make answers (or logs) large.
+pub fn truncate(text: &str) -> String {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
     }
-    if verdict.errors.is_empty() {
-        return response;
-    }
-    let message = format!(
-        "{}.{} {:?} is invalid: {}",
-        denied.kind,
-        denied.group,
-        denied.name,
-        verdict
-            .errors
-            .iter()
-            .map(FieldError::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    let causes = verdict
-        .errors
-        .into_iter()
-        .map(|error| StatusCause {
-            reason: "FieldValueInvalid".to_owned(),
-            message: error.message,
-            field: error.field,
-        })
-        .collect();
-    let mut response = response.deny(&message);
-    response.result = Status::failure(&message, "Invalid")
-        .with_code(StatusCode::UNPROCESSABLE_ENTITY.as_u16())
-        .with_details(StatusDetails {
-            name: denied.name.to_owned(),
-            group: denied.group.to_owned(),
-            kind: denied.kind.to_owned(),
-            uid: String::new(),
-            causes,
-            retry_after_seconds: 0,
-        });
-    response
 }
 
 #[cfg(test)]

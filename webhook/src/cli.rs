@@ -10,10 +10,10 @@ use podscaler::admin::BindAddress;
 use podscaler::crd::MAX_COUNT;
 use podscaler::runtime::parse_duration;
 use podscaler::telemetry::LogArgs;
-use podscaler::validation::{DEFAULT_MAX_COUNT, SpecLimits};
+use podscaler::validation::DEFAULT_MAX_COUNT;
 
 use crate::Options;
-use crate::server::{self, DEFAULT_MAX_REQUEST_BYTES};
+use crate::server::DEFAULT_MAX_REQUEST_BYTES;
 
 /// PodScaler admission webhook: defaults and validates scaling.example.com/v1 PodScalers.
 #[derive(Parser, Clone, Debug)]
@@ -51,6 +51,15 @@ pub struct Cli {
     #[arg(long, env = "PODSCALER_WEBHOOK_HTTP2")]
     pub http2: bool,
 
+    /// With --http2: how often an HTTP/2 connection is pinged, so a dead peer is noticed and
+    /// the connection closed rather than held.
+    #[arg(long, env = "PODSCALER_WEBHOOK_HTTP2_KEEP_ALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keep_alive_interval: Duration,
+
+    /// With --http2: how long a keep-alive ping may go unanswered before the connection closes.
+    #[arg(long, env = "PODSCALER_WEBHOOK_HTTP2_KEEP_ALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http2_keep_alive_timeout: Duration,
+
     /// Address of the Prometheus /metrics endpoint (":8080", "127.0.0.1:8080"; "0" disables).
     #[arg(
         long,
@@ -80,13 +89,12 @@ pub struct Cli {
     )]
     pub health_probe_bind_address: BindAddress,
 
-    /// Time allowed for a client's TLS handshake. Over HTTP/2 (--http2) also how long a
-    /// keep-alive ping may go unanswered before the connection is closed.
+    /// Time allowed for a client's TLS handshake.
     #[arg(long, env = "PODSCALER_WEBHOOK_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,
 
-    /// Time allowed for a request's headers; also how long an idle kept-alive connection stays
-    /// open. Over HTTP/2 (--http2), the interval of keep-alive pings instead.
+    /// Time allowed for a request's headers; also how long an idle kept-alive HTTP/1.1
+    /// connection stays open (HTTP/2 connections are kept by --http2-keep-alive-*).
     #[arg(long, env = "PODSCALER_WEBHOOK_READ_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub read_header_timeout: Duration,
 
@@ -113,19 +121,15 @@ impl Cli {
             bind: SocketAddr::new(self.bind_address, self.port),
             cert_dir: self.cert_dir.clone(),
             cert_poll_interval: self.cert_poll_interval,
-            server: server::Config {
-                http2: self.http2,
-                limits: server::ConnectionLimits {
-                    tls_handshake_timeout: self.tls_handshake_timeout,
-                    read_header_timeout: self.read_header_timeout,
-                    read_body_timeout: self.read_body_timeout,
-                    max_request_bytes: self.max_request_bytes,
-                    shutdown_timeout: self.shutdown_timeout,
-                },
-                spec_limits: SpecLimits {
-                    max_count: self.max_count,
-                },
-            },
+            http2: self.http2,
+            http2_keep_alive_interval: self.http2_keep_alive_interval,
+            http2_keep_alive_timeout: self.http2_keep_alive_timeout,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            read_header_timeout: self.read_header_timeout,
+            read_body_timeout: self.read_body_timeout,
+            max_request_bytes: self.max_request_bytes,
+            shutdown_timeout: self.shutdown_timeout,
+            max_count: self.max_count,
         }
     }
 }
@@ -144,9 +148,12 @@ mod tests {
             PathBuf::from("/tmp/k8s-webhook-server/serving-certs")
         );
         assert_eq!(options.cert_poll_interval, Duration::from_secs(10));
-        assert!(!options.server.http2);
-        assert_eq!(options.server.limits, server::ConnectionLimits::default());
-        assert_eq!(options.server.spec_limits.max_count, 1000);
+        assert!(!options.http2);
+        assert_eq!(options.max_count, 1000);
+        assert_eq!(options.http2_keep_alive_interval, Duration::from_secs(30));
+        assert_eq!(options.http2_keep_alive_timeout, Duration::from_secs(10));
+        // The library's defaults are the flags' (tests start the server with them).
+        assert_eq!(options, Options::default());
         assert_eq!(cli.metrics_bind_address, ":8080".parse().expect("addr"));
         assert_eq!(
             cli.health_probe_bind_address,
@@ -184,19 +191,23 @@ mod tests {
             "--metrics-bind-address=0",
             "--health-probe-bind-address=127.0.0.1:9",
             "--read-header-timeout=1m",
+            "--http2-keep-alive-timeout=5s",
             "--max-request-bytes=1024",
         ])
         .expect("parses");
         let options = cli.options();
         assert_eq!(options.bind, "127.0.0.1:0".parse().expect("addr"));
         assert_eq!(options.cert_poll_interval, Duration::from_millis(250));
-        assert_eq!(options.server.spec_limits.max_count, 5);
-        assert!(options.server.http2);
+        assert_eq!(options.max_count, 5);
+        assert!(options.http2);
+        assert_eq!(options.read_header_timeout, Duration::from_secs(60));
         assert_eq!(
-            options.server.limits.read_header_timeout,
-            Duration::from_secs(60)
+            options.http2_keep_alive_interval,
+            Duration::from_secs(30),
+            "its own flag"
         );
-        assert_eq!(options.server.limits.max_request_bytes, 1024);
+        assert_eq!(options.http2_keep_alive_timeout, Duration::from_secs(5));
+        assert_eq!(options.max_request_bytes, 1024);
         assert_eq!(cli.metrics_bind_address, BindAddress::Disabled);
     }
 
@@ -204,7 +215,7 @@ mod tests {
     fn max_count_may_reach_the_crd_limit_but_not_pass_it() {
         let at_limit = format!("--max-count={MAX_COUNT}");
         let cli = Cli::try_parse_from(["podscaler-webhook", at_limit.as_str()]).expect("parses");
-        assert_eq!(cli.options().server.spec_limits.max_count, MAX_COUNT);
+        assert_eq!(cli.options().max_count, MAX_COUNT);
         let over = format!("--max-count={}", MAX_COUNT + 1);
         let error = Cli::try_parse_from(["podscaler-webhook", over.as_str()])
             .expect_err("over the CRD's maximum")
@@ -226,6 +237,7 @@ mod tests {
             ("--cert-poll-interval", "0s"),
             ("--cert-poll-interval", "soon"),
             ("--read-body-timeout", "-1s"),
+            ("--http2-keep-alive-interval", "0s"),
             ("--bind-address", "localhost"),
             ("--metrics-bind-address", "nowhere"),
         ] {

@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod server;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,38 +22,68 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use podscaler::validation::DEFAULT_MAX_COUNT;
+
 pub use crate::admission::{PodScalerIndex, Webhook};
 use crate::metrics::Metrics;
 use crate::tls::{CertDir, CertError, CertResolver, Reloader};
 
-/// Where and how to serve.
-#[derive(Clone, Debug)]
+/// Every knob of the webhook, one field per flag (see `cli.rs` for what each flag means); the
+/// defaults are the flags' defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Address of the TLS listener (port 0 picks a free port; see [`Running::local_addr`]).
+    /// Port 0 picks a free port; see [`Running::local_addr`].
     pub bind: SocketAddr,
-    /// Directory holding `tls.crt` and `tls.key`.
+    /// Holds `tls.crt` and `tls.key`.
     pub cert_dir: PathBuf,
-    /// How often the certificate files are compared with the served ones.
     pub cert_poll_interval: Duration,
-    /// Server behaviour and limits.
-    pub server: server::Config,
+    /// Offer `h2` in ALPN and serve HTTP/2 when the client picks it.
+    pub http2: bool,
+    /// How often an idle HTTP/2 connection is pinged.
+    pub http2_keep_alive_interval: Duration,
+    /// How long a ping may go unanswered before the HTTP/2 connection is closed.
+    pub http2_keep_alive_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// Counted from when the server starts waiting for the headers, so also the idle limit of a
+    /// kept-alive HTTP/1.1 connection.
+    pub read_header_timeout: Duration,
+    pub read_body_timeout: Duration,
+    pub max_request_bytes: usize,
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    pub shutdown_timeout: Duration,
+    /// The largest `spec.count` admitted, on a PodScaler or through its scale subresource.
+    pub max_count: i32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 9443),
+            cert_dir: PathBuf::from("/tmp/k8s-webhook-server/serving-certs"),
+            cert_poll_interval: Duration::from_secs(10),
+            http2: false,
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            read_header_timeout: Duration::from_secs(30),
+            read_body_timeout: Duration::from_secs(10),
+            max_request_bytes: server::DEFAULT_MAX_REQUEST_BYTES,
+            shutdown_timeout: Duration::from_secs(25),
+            max_count: DEFAULT_MAX_COUNT,
+        }
+    }
 }
 
 /// Why the webhook could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The serving certificate could not be loaded.
     #[error("loading the serving certificate")]
     Certificate(#[from] CertError),
-    /// rustls refused the configuration.
     #[error("configuring TLS")]
     Tls(#[from] rustls::Error),
-    /// The listener could not be bound.
     #[error("--bind-address/--port: cannot listen on {addr}")]
     Bind {
-        /// The address.
         addr: SocketAddr,
-        /// Why.
         source: std::io::Error,
     },
 }
@@ -104,7 +134,7 @@ pub async fn start(
     let reloader = Reloader::load(CertDir::new(&options.cert_dir), provider.clone())?
         .with_metrics(metrics.clone());
     let resolver = reloader.resolver();
-    let tls_config = tls::server_config(resolver.clone(), provider, options.server.http2)?;
+    let tls_config = tls::server_config(resolver.clone(), provider, options.http2)?;
     let listener = TcpListener::bind(options.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -115,13 +145,13 @@ pub async fn start(
         addr: options.bind,
         source,
     })?;
-    let app = Arc::new(server::App::new(options.server, index, metrics));
+    let app = Arc::new(server::App::new(options.clone(), index, metrics));
     let server = server::spawn(listener, Arc::new(tls_config), app, shutdown.clone());
     let reloader = reloader.spawn(options.cert_poll_interval, shutdown);
     tracing::info!(
         %local_addr,
         cert_dir = %options.cert_dir.display(),
-        http2 = options.server.http2,
+        http2 = options.http2,
         "serving admission webhooks"
     );
     Ok(Running {

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -26,6 +26,7 @@ use podscaler::runtime::{self, AcceptBackoff};
 
 use podscaler::validation::SpecLimits;
 
+use crate::Options;
 use crate::admission::{self, Answer, MUTATE_PATH, PodScalerIndex, VALIDATE_PATH, Webhook};
 use crate::metrics::{ConnectionError, Metrics, UNMATCHED_WEBHOOK};
 
@@ -40,63 +41,29 @@ const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Largest HTTP/2 header block accepted.
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 
-/// Bounds on what a client may make the server wait for or hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Time allowed for the TLS handshake.
-    pub tls_handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers, counted from when the server starts
-    /// waiting for them (so also the idle limit of a kept-alive HTTP/1.1 connection).
-    pub read_header_timeout: Duration,
-    /// Time allowed to receive a request's body.
-    pub read_body_timeout: Duration,
-    /// Largest request body accepted.
-    pub max_request_bytes: usize,
-    /// How long shutdown waits for in-flight requests before closing their connections.
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            tls_handshake_timeout: Duration::from_secs(10),
-            read_header_timeout: Duration::from_secs(30),
-            read_body_timeout: Duration::from_secs(10),
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            shutdown_timeout: Duration::from_secs(25),
-        }
-    }
-}
-
-/// How the server behaves.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Config {
-    /// Offer HTTP/2 in ALPN and serve it when the client picks it.
-    pub http2: bool,
-    /// Timeouts and sizes of a connection and its requests.
-    pub limits: ConnectionLimits,
-    /// Bounds on the PodScalers admitted (`--max-count`).
-    pub spec_limits: SpecLimits,
-}
-
-/// Everything a request needs: settings, the PodScaler index and the metrics.
+/// Everything a request needs: the options, the PodScaler index and the metrics.
 pub struct App {
-    config: Config,
+    options: Options,
+    spec_limits: SpecLimits,
     index: Arc<dyn PodScalerIndex>,
     metrics: Metrics,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("config", &self.config).finish()
+        f.debug_struct("App")
+            .field("options", &self.options)
+            .finish()
     }
 }
 
 impl App {
-    /// The request handler.
-    pub fn new(config: Config, index: Arc<dyn PodScalerIndex>, metrics: Metrics) -> Self {
+    pub fn new(options: Options, index: Arc<dyn PodScalerIndex>, metrics: Metrics) -> Self {
         Self {
-            config,
+            spec_limits: SpecLimits {
+                max_count: options.max_count,
+            },
+            options,
             index,
             metrics,
         }
@@ -136,7 +103,7 @@ impl App {
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
-        let limits = &self.config.limits;
+        let options = &self.options;
         let Some(webhook) = webhook else {
             return admission::reject(
                 StatusCode::NOT_FOUND,
@@ -163,7 +130,7 @@ impl App {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "the request body is larger than the limit of {} bytes (--max-request-bytes)",
-                    limits.max_request_bytes
+                    options.max_request_bytes
                 ),
             )
         };
@@ -172,11 +139,11 @@ impl App {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limits.max_request_bytes as u64) {
+        if declared.is_some_and(|length| length > options.max_request_bytes as u64) {
             return too_large();
         }
-        let read = read_body(request.into_body(), limits.max_request_bytes);
-        let body = match tokio::time::timeout(limits.read_body_timeout, read).await {
+        let read = read_body(request.into_body(), options.max_request_bytes);
+        let body = match tokio::time::timeout(options.read_body_timeout, read).await {
             Ok(Ok(body)) => body,
             Ok(Err(BodyError::TooLarge)) => return too_large(),
             Ok(Err(BodyError::Read(error))) => {
@@ -190,17 +157,12 @@ impl App {
                     StatusCode::REQUEST_TIMEOUT,
                     &format!(
                         "the request body did not arrive within {:?} (--read-body-timeout)",
-                        limits.read_body_timeout
+                        options.read_body_timeout
                     ),
                 );
             }
         };
-        admission::answer(
-            webhook,
-            &body,
-            self.index.as_ref(),
-            &self.config.spec_limits,
-        )
+        admission::answer(webhook, &body, self.index.as_ref(), &self.spec_limits)
     }
 }
 
@@ -278,7 +240,7 @@ fn into_response(answer: Answer) -> Response<Full<Bytes>> {
 }
 
 /// Serves HTTPS on `listener` until `shutdown`, then stops accepting and lets open requests
-/// finish (for at most [`Limits::shutdown_timeout`]).
+/// finish (for at most [`Options::shutdown_timeout`]).
 pub fn spawn(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -308,7 +270,7 @@ pub fn spawn(
                 "waiting for in-flight admission requests"
             );
         }
-        let deadline = app.config.limits.shutdown_timeout;
+        let deadline = app.options.shutdown_timeout;
         if tokio::time::timeout(deadline, graceful.shutdown())
             .await
             .is_err()
@@ -324,9 +286,9 @@ async fn serve_connection(
     app: Arc<App>,
     watcher: Watcher,
 ) {
-    let limits = app.config.limits;
+    let options = &app.options;
     let stream =
-        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+        match tokio::time::timeout(options.tls_handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");
@@ -356,17 +318,14 @@ async fn serve_connection(
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_header_list_size(MAX_HEADER_LIST_SIZE)
-            // No knobs of their own: an idle HTTP/2 connection is pinged as often as an idle
-            // HTTP/1.1 one may wait for headers, and a ping gets as long as a handshake (both
-            // said in the flags' help).
-            .keep_alive_interval(Some(limits.read_header_timeout))
-            .keep_alive_timeout(limits.tls_handshake_timeout);
+            .keep_alive_interval(Some(options.http2_keep_alive_interval))
+            .keep_alive_timeout(options.http2_keep_alive_timeout);
         watcher.watch(builder.serve_connection(io, service)).await
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.read_header_timeout);
+            .header_read_timeout(options.read_header_timeout);
         watcher.watch(builder.serve_connection(io, service)).await
     };
     if let Err(error) = result {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use podscaler_webhook::server::Config;
+use podscaler_webhook::Options;
 use serde_json::{Value, json};
 use support::*;
 
@@ -25,7 +25,7 @@ async fn admission_over_tls() {
         podscaler("default", "web", &[("app", "web")]),
         podscaler("default", "example-podscaler", &[("app", "nginx")]),
     ]);
-    let server = Server::start(volume.path(), store, Config::default()).await;
+    let server = Server::start(volume.path(), store, Options::default()).await;
     let (mut client, _) = Client::connect(server.addr, pki.client_config(&[b"http/1.1"]))
         .await
         .expect("connect");
@@ -188,7 +188,7 @@ async fn overlap_follows_the_store() {
     let pki = Pki::new();
     let volume = SecretVolume::new("overlap", &pki.leaf());
     let (store, mut writer) = synced_store(&[]);
-    let server = Server::start(volume.path(), store, Config::default()).await;
+    let server = Server::start(volume.path(), store, Options::default()).await;
     let (mut client, _) = Client::connect(server.addr, pki.client_config(&[]))
         .await
         .expect("connect");
@@ -238,7 +238,7 @@ async fn unsynced_cache_is_a_retryable_error() {
     let pki = Pki::new();
     let volume = SecretVolume::new("unsynced", &pki.leaf());
     let (store, _writer) = podscaler_webhook::cache::store();
-    let server = Server::start(volume.path(), store, Config::default()).await;
+    let server = Server::start(volume.path(), store, Options::default()).await;
     let (mut client, _) = Client::connect(server.addr, pki.client_config(&[]))
         .await
         .expect("connect");
@@ -267,7 +267,7 @@ async fn http2_only_when_enabled() {
     let both: &[&[u8]] = &[b"h2", b"http/1.1"];
 
     let (store, _writer) = synced_store(&[]);
-    let server = Server::start(volume.path(), store, Config::default()).await;
+    let server = Server::start(volume.path(), store, Options::default()).await;
     let (mut client, _) = Client::connect(server.addr, pki.client_config(both))
         .await
         .expect("connect");
@@ -287,9 +287,9 @@ async fn http2_only_when_enabled() {
     server.stop().await;
 
     let (store, _writer) = synced_store(&[]);
-    let config = Config {
+    let config = Options {
         http2: true,
-        ..Config::default()
+        ..Options::default()
     };
     let server = Server::start(volume.path(), store, config).await;
     let (mut client, _) = Client::connect(server.addr, pki.client_config(both))
@@ -311,7 +311,7 @@ async fn tls_versions_are_1_2_and_1_3_only() {
     let pki = Pki::new();
     let volume = SecretVolume::new("versions", &pki.leaf());
     let (store, _writer) = synced_store(&[]);
-    let server = Server::start(volume.path(), store, Config::default()).await;
+    let server = Server::start(volume.path(), store, Options::default()).await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let stream = connect(
             server.addr,

@@ -7,7 +7,6 @@ mod support;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::Bytes;
-use podscaler_webhook::server::Config;
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,11 +41,8 @@ async fn bad_input_table() {
     let pki = Pki::new();
     let volume = SecretVolume::new("bad-input", &pki.leaf());
     let (store, _writer) = synced_store(&[]);
-    let config = Config {
-        limits: quick_limits(),
-        ..Config::default()
-    };
-    let limit = config.limits.max_request_bytes;
+    let config = quick_options();
+    let limit = config.max_request_bytes;
     let server = Server::start(volume.path(), store, config).await;
     let client_config = pki.client_config(&[b"http/1.1"]);
 

@@ -1,6 +1,6 @@
 //! Properties of the request path, on the pure entry point `admission::answer` (what the server
 //! calls with every request body): whatever the body, and whichever webhook, cluster cache and
-//! settings, nothing panics, and the answer is one the API server can act on:
+//! `--max-count`, nothing panics, and the answer is one the API server can act on:
 //!
 //! - a body that is an `admission.k8s.io/v1` AdmissionReview whose `request.uid` is a
 //!   non-empty string gets HTTP 200 and an AdmissionReview whose `response.uid` echoes it (a
@@ -634,7 +634,7 @@ fn check_patch(body: &[u8], reply: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Answers `body` with every webhook, cache and --max-count, checking each answer.
+/// Answers `body` with every webhook, cache and `--max-count`, checking each answer.
 fn answer_everywhere(body: &[u8]) -> Result<(), TestCaseError> {
     for webhook in Webhook::ALL {
         for cache in &caches() {

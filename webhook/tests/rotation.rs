@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::StatusCode;
-use podscaler_webhook::server::Config;
+use podscaler_webhook::Options;
 use rustls::HandshakeKind;
 use rustls::client::Resumption;
 use rustls::pki_types::CertificateDer;
@@ -317,9 +317,9 @@ async fn rotation_under_load_breaks_nothing() {
     // HTTP/2 on, so kept-alive HTTP/2 connections are covered too. Default limits: the
     // kept-alive connections must not be closed as idle during the test. The support module
     // polls the certificate files every 25 ms.
-    let config = Config {
+    let config = Options {
         http2: true,
-        ..Config::default()
+        ..Options::default()
     };
     let server = Server::start(volume.path(), store, config).await;
     let h1 = client_config(&pki, false, false);
@@ -526,7 +526,7 @@ async fn a_session_from_before_a_rotation_is_not_resumed() {
     let b = pki.leaf();
     let mut volume = SecretVolume::new("resumption", &a);
     let (store, _writer) = synced_store(&[]);
-    let server = Server::start(volume.path(), store, Config::default()).await;
+    let server = Server::start(volume.path(), store, Options::default()).await;
     // One configuration, so one client-side session store, for every connection.
     let resuming = client_config(&pki, false, true);
 

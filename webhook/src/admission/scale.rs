@@ -17,13 +17,11 @@ use podscaler::validation::{FieldError, SpecLimits, Verdict};
 use serde_json::Value;
 
 use super::decode::decode;
-use super::{Denied, ReviewError, decide};
+use super::response::{Denied, ReviewError, decide};
 
 /// API group of the Scale object the scale subresource carries.
 pub const GROUP: &str = "autoscaling";
-/// Its version.
 pub const VERSION: &str = "v1";
-/// Its kind.
 pub const KIND: &str = "Scale";
 /// The name of the subresource in an AdmissionRequest's `subResource`.
 pub const SUBRESOURCE: &str = "scale";

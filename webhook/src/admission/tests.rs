@@ -1,4 +1,5 @@
 use super::*;
+use podscaler::api::apply_defaults;
 use serde_json::json;
 
 /// `(namespace, name, selector)` of a PodScaler in a [`Fixed`] index.
@@ -728,8 +729,7 @@ fn paths_round_trip() {
 
 fn call_with(webhook: Webhook, body: &Value, index: &Fixed, max_count: i32) -> (Answer, Value) {
     let bytes = serde_json::to_vec(body).expect("encode");
-    let limits = SpecLimits { max_count };
-    let answer = answer(webhook, &bytes, index, &limits);
+    let answer = answer(webhook, &bytes, index, &SpecLimits { max_count });
     let parsed = serde_json::from_slice(&answer.body).expect("answers are JSON");
     (answer, parsed)
 }

@@ -86,12 +86,10 @@ impl CertDir {
         &self.dir
     }
 
-    /// `<dir>/tls.crt`.
     pub fn cert_path(&self) -> PathBuf {
         self.dir.join(CERT_FILE)
     }
 
-    /// `<dir>/tls.key`.
     pub fn key_path(&self) -> PathBuf {
         self.dir.join(KEY_FILE)
     }

@@ -18,7 +18,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher::Event;
 use podscaler::api::{PodScaler, PodScalerSpec};
-use podscaler_webhook::server::{Config, ConnectionLimits};
 use podscaler_webhook::{Options, Running, cache};
 use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -234,13 +233,14 @@ pub fn podscaler(namespace: &str, name: &str, selector: &[(&str, &str)]) -> PodS
 }
 
 /// Test-friendly limits: short timeouts so "nothing hangs" is quick to prove.
-pub fn quick_limits() -> ConnectionLimits {
-    ConnectionLimits {
+pub fn quick_options() -> Options {
+    Options {
         tls_handshake_timeout: Duration::from_millis(500),
         read_header_timeout: Duration::from_millis(500),
         read_body_timeout: Duration::from_millis(500),
         max_request_bytes: 64 * 1024,
         shutdown_timeout: Duration::from_secs(10),
+        ..Options::default()
     }
 }
 
@@ -253,14 +253,16 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(cert_dir: &Path, store: Store<PodScaler>, config: Config) -> Self {
+    /// Serves with `options`, except where to listen and the certificate: 127.0.0.1 on a free
+    /// port, `cert_dir`, looked at every 25 ms.
+    pub async fn start(cert_dir: &Path, store: Store<PodScaler>, options: Options) -> Self {
         let mut registry = Registry::default();
         let shutdown = CancellationToken::new();
         let options = Options {
             bind: "127.0.0.1:0".parse().expect("addr"),
             cert_dir: cert_dir.to_owned(),
             cert_poll_interval: Duration::from_millis(25),
-            server: config,
+            ..options
         };
         let running =
             podscaler_webhook::start(options, Arc::new(store), &mut registry, shutdown.clone())
